@@ -1,0 +1,53 @@
+//! Lambda entry point of slack-worker (SQS FIFO event source, partial batch failures).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::aws::agent::BedrockAgent;
+use shared::aws::conversations::DynamoDbConversations;
+use shared::aws::firehose::FirehoseAnalytics;
+use shared::aws::secrets::SecretsManagerSlackSecret;
+use shared::aws::sqs::SqsUsageSink;
+use shared::ports::SlackSecretSource;
+use shared::slack::client::SlackWebClient;
+use shared::telemetry::{init_logging, Metrics};
+use slack_gateway::worker::{Worker, WorkerConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    let config = WorkerConfig::from_env()?;
+    let sdk = shared::config::aws_sdk_config().await;
+    let secret = SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.slack_secret_arn)
+        .load()
+        .await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let worker = Worker {
+        agent: Arc::new(BedrockAgent::new(
+            shared::aws::agent::agent_client(&sdk),
+            &config.agent_id,
+            &config.agent_alias_id,
+        )),
+        chat: Arc::new(SlackWebClient::new(&config.slack_api_base, secret.bot_token)?),
+        analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(&sdk), &config.events_stream_name)),
+        usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &config.usage_queue_url)),
+        conversations: Arc::new(DynamoDbConversations::new(dynamodb, &config.conversations_table)),
+        metrics: Metrics::stdout(&config.metrics_namespace),
+        settings: config.settings,
+    };
+    let worker = &worker;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = deadline_instant(event.context.deadline);
+        Ok::<_, Error>(worker.handle_batch(event.payload, deadline).await)
+    }))
+    .await
+}
+
+/// Converts the runtime's deadline (epoch ms) into an Instant.
+fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let left = (deadline_ms as i64).checked_sub(now_ms)?;
+    (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64))
+}

@@ -1,0 +1,7 @@
+//! The Slack gateway: `slack-ingress` verifies and acknowledges Slack events and queues the work;
+//! `slack-worker` runs each turn through the Bedrock Agent and answers in the thread.
+
+pub mod classify;
+pub mod ingress;
+pub mod work;
+pub mod worker;

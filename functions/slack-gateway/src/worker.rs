@@ -1,0 +1,560 @@
+//! slack-worker: one turn per queued message. Invoke the agent, answer in the thread, then record
+//! what happened (analytics, usage, conversation) without ever delaying or failing the answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use shared::domain::{
+    AgentTurn, AnalyticsEvent, ModelCall, Outcome, ThreadRef, TurnStatus, UsageRecord, ANALYTICS_SCHEMA_VERSION,
+};
+use shared::ports::{
+    AgentClient, AgentError, AgentRequest, AnalyticsSink, ChatClient, ConversationStore, TurnRecord, TurnStart,
+    UsageSink,
+};
+use shared::retry::Backoff;
+use shared::telemetry::{Metrics, Unit};
+use tracing::{error, info, warn};
+
+use crate::work::{MessageWork, ReactionWork, WorkItem};
+
+/// The apology posted when a turn cannot be answered.
+pub const APOLOGY: &str = "Sorry, I couldn't answer that just now. Please try again in a moment.";
+/// Posted when the agent ran but produced no text.
+pub const NO_ANSWER: &str = "I don't have an answer to that.";
+
+/// Settings read from the environment at init.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub slack_secret_arn: String,
+    pub slack_api_base: String,
+    pub usage_queue_url: String,
+    pub events_stream_name: String,
+    pub conversations_table: String,
+    pub agent_id: String,
+    pub agent_alias_id: String,
+    pub metrics_namespace: String,
+    pub settings: WorkerSettings,
+}
+
+/// Behaviour knobs of the worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub agent_id: String,
+    pub agent_alias_id: String,
+    /// Bedrock's idle session TTL: past it, the thread's history is re-injected.
+    pub session_idle_ttl: Duration,
+    /// Store message text in analytics (off by default: privacy).
+    pub store_message_text: bool,
+    /// Reaction shown on the user's message while the agent works.
+    pub status_reaction: String,
+    /// Retries of throttled or failed agent calls.
+    pub agent_backoff: Backoff,
+    /// Time kept back from the Lambda deadline to post an apology and record the turn.
+    pub deadline_reserve: Duration,
+}
+
+impl WorkerSettings {
+    /// Defaults for the given agent.
+    pub fn new(agent_id: impl Into<String>, agent_alias_id: impl Into<String>) -> Self {
+        WorkerSettings {
+            agent_id: agent_id.into(),
+            agent_alias_id: agent_alias_id.into(),
+            session_idle_ttl: Duration::from_secs(600),
+            store_message_text: false,
+            status_reaction: "hourglass_flowing_sand".into(),
+            agent_backoff: Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8), max_attempts: 4 },
+            deadline_reserve: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Reads the config; a missing or malformed variable fails init with its name.
+    pub fn from_env() -> shared::Result<Self> {
+        use shared::config::{metrics_namespace, optional, parsed, required};
+        let agent_id = required("AGENT_ID")?;
+        let agent_alias_id = required("AGENT_ALIAS_ID")?;
+        let mut settings = WorkerSettings::new(&agent_id, &agent_alias_id);
+        settings.session_idle_ttl = Duration::from_secs(parsed("AGENT_SESSION_IDLE_TTL_SECS", 600u64)?);
+        settings.store_message_text = parsed("STORE_MESSAGE_TEXT", false)?;
+        if let Some(r) = optional("STATUS_REACTION") {
+            settings.status_reaction = r;
+        }
+        Ok(WorkerConfig {
+            slack_secret_arn: required("SLACK_SECRET_ARN")?,
+            slack_api_base: optional("SLACK_API_BASE").unwrap_or_else(|| "https://slack.com/api".into()),
+            usage_queue_url: required("USAGE_QUEUE_URL")?,
+            events_stream_name: required("EVENTS_STREAM_NAME")?,
+            conversations_table: required("CONVERSATIONS_TABLE")?,
+            agent_id,
+            agent_alias_id,
+            metrics_namespace: metrics_namespace(),
+            settings,
+        })
+    }
+}
+
+/// The worker and its long-lived dependencies.
+pub struct Worker {
+    pub agent: Arc<dyn AgentClient>,
+    pub chat: Arc<dyn ChatClient>,
+    pub analytics: Arc<dyn AnalyticsSink>,
+    pub usage: Arc<dyn UsageSink>,
+    pub conversations: Arc<dyn ConversationStore>,
+    pub metrics: Metrics,
+    pub settings: WorkerSettings,
+}
+
+/// Why a work item must go back to the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    #[error("malformed work item: {0}")]
+    Malformed(String),
+    #[error("conversation store: {0}")]
+    Store(#[from] shared::Error),
+    #[error("could not reach Slack: {0}")]
+    Slack(#[from] shared::ports::ChatError),
+}
+
+impl Worker {
+    /// Processes a batch. Groups (Slack threads) run concurrently; messages within a group run in
+    /// order, and after a failure the rest of that group is returned too, so a thread's turns
+    /// never run out of order.
+    pub async fn handle_batch(&self, event: SqsEvent, deadline: Option<Instant>) -> SqsBatchResponse {
+        let mut groups: Vec<(String, Vec<SqsMessage>)> = Vec::new();
+        for msg in event.records {
+            let g = msg.attributes.get("MessageGroupId").cloned().unwrap_or_default();
+            match groups.iter_mut().find(|(k, _)| *k == g) {
+                Some((_, v)) => v.push(msg),
+                None => groups.push((g, vec![msg])),
+            }
+        }
+        let runs = groups.iter().map(|(_, msgs)| self.run_group(msgs, deadline));
+        let failed: Vec<String> = futures::future::join_all(runs).await.into_iter().flatten().collect();
+        let mut resp = SqsBatchResponse::default();
+        resp.batch_item_failures = failed
+            .into_iter()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+            .collect();
+        resp
+    }
+
+    async fn run_group(&self, msgs: &[SqsMessage], deadline: Option<Instant>) -> Vec<String> {
+        let mut failed = Vec::new();
+        for msg in msgs {
+            let id = msg.message_id.clone().unwrap_or_default();
+            if !failed.is_empty() {
+                failed.push(id);
+                continue;
+            }
+            if let Err(e) = self.process(msg, deadline).await {
+                error!(error = %e, message_id = %id, "work item failed; returned to the queue");
+                failed.push(id);
+            }
+        }
+        failed
+    }
+
+    async fn process(&self, msg: &SqsMessage, deadline: Option<Instant>) -> Result<(), WorkError> {
+        let body = msg.body.as_deref().unwrap_or("");
+        let item: WorkItem = serde_json::from_str(body).map_err(|e| {
+            self.metrics.count("SchemaDrift", 1.0, &[("EventType", "work_item")]);
+            WorkError::Malformed(format!("{:?} error at column {}", e.classify(), e.column()))
+        })?;
+        match item {
+            WorkItem::Message(m) => self.answer(&m, deadline).await,
+            WorkItem::Reaction(r) => {
+                self.reaction(&r);
+                Ok(())
+            }
+        }
+    }
+
+    fn reaction(&self, r: &ReactionWork) {
+        // Feedback scoring is handled by the monitoring feature; until then it is logged, not lost.
+        info!(event_id = %r.event_id, channel = %r.channel_id, item_ts = %r.item_ts, reaction = %r.reaction, added = r.added, "reaction received");
+    }
+
+    async fn answer(&self, m: &MessageWork, deadline: Option<Instant>) -> Result<(), WorkError> {
+        let thread = m.thread();
+        let previous = self.conversations.last_turn(&thread, &m.ts).await?;
+        if m.requires_bot_thread && previous.is_none() {
+            info!(event_id = %m.event_id, channel = %m.channel_id, "thread reply in a thread the bot is not part of; ignored");
+            return Ok(());
+        }
+        let mut record = TurnRecord {
+            thread: thread.clone(),
+            message_ts: m.ts.clone(),
+            event_id: m.event_id.clone(),
+            user_id: m.user_id.clone(),
+            status: TurnStatus::Received,
+            received_at_ms: m.received_at_ms,
+            finished_at_ms: None,
+            reply_ts: None,
+            outcome: None,
+            error_code: None,
+            pending_analytics: None,
+            pending_usage: None,
+        };
+        match self.conversations.begin_turn(&record).await? {
+            TurnStart::Finished(done) => {
+                self.metrics.count("DuplicateEvents", 1.0, &[]);
+                info!(event_id = %m.event_id, status = done.status.as_str(), "turn already finished; not answering twice");
+                self.redeliver_pending(&done).await;
+                return Ok(());
+            }
+            TurnStart::Resumed => warn!(event_id = %m.event_id, "resuming a turn an earlier delivery did not finish"),
+            TurnStart::New => {}
+        }
+        let started = Instant::now();
+        self.best_effort_reaction(&m.channel_id, &m.ts, true).await;
+
+        let request = AgentRequest {
+            session_id: thread.session_id(),
+            input_text: self.input_with_context(m, previous.as_ref()).await,
+            session_attributes: HashMap::from([
+                ("slack_user_id".to_string(), m.user_id.clone()),
+                ("slack_team_id".to_string(), m.team_id.clone()),
+                ("slack_channel_id".to_string(), m.channel_id.clone()),
+            ]),
+        };
+        let result = self.invoke_with_retries(&request, deadline).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+
+        let (outcome, turn, error_code, spent) = match result {
+            Ok(turn) => {
+                let outcome = if turn.guardrail_action.as_deref() == Some("INTERVENED") {
+                    Outcome::GuardrailBlocked
+                } else if turn.text.trim().is_empty() && turn.failure.is_some() {
+                    Outcome::Failed
+                } else {
+                    Outcome::Answered
+                };
+                let code = (outcome == Outcome::Failed).then(|| "AgentFailureTrace".to_string());
+                let spent = turn.model_calls.clone();
+                (outcome, Some(turn), code, spent)
+            }
+            Err(e) => (Outcome::Failed, None, Some(e.code.clone()), e.spent.clone()),
+        };
+
+        // The answer (or the one apology) goes out before anything is recorded.
+        let post = match (&turn, outcome) {
+            (Some(t), Outcome::Answered | Outcome::GuardrailBlocked) => {
+                let text = if t.text.trim().is_empty() { NO_ANSWER } else { &t.text };
+                self.post_reply(&thread, text, &t.sources).await
+            }
+            _ => self.chat.post_message(&thread.channel_id, &thread.thread_ts, APOLOGY).await,
+        };
+        self.best_effort_reaction(&m.channel_id, &m.ts, false).await;
+        let reply_ts = match post {
+            Ok(ts) => ts,
+            Err(e) => {
+                // Tokens were spent even though nobody saw the answer: record them before retrying.
+                self.publish_usage_now(m, &spent).await;
+                return Err(WorkError::Slack(e));
+            }
+        };
+
+        let empty = AgentTurn::default();
+        let turn_ref = turn.as_ref().unwrap_or(&empty);
+        self.emit_turn_metrics(&spent, latency_ms, error_code.as_deref());
+        let analytics =
+            self.analytics_event(m, &request.session_id, turn_ref, &spent, outcome, error_code.clone(), latency_ms);
+        let usage = (!spent.is_empty()).then(|| self.usage_record(m, &spent));
+
+        record.status = if outcome == Outcome::Failed { TurnStatus::Failed } else { TurnStatus::Answered };
+        record.finished_at_ms = Some(chrono::Utc::now().timestamp_millis());
+        record.reply_ts = Some(reply_ts);
+        record.outcome = Some(outcome.as_str().to_string());
+        record.error_code = error_code;
+        record.pending_analytics = serde_json::to_string(&analytics).ok();
+        record.pending_usage = usage.as_ref().and_then(|u| serde_json::to_string(u).ok());
+        if let Err(e) = self.conversations.finish_turn(&record).await {
+            // Not returned as a failure: a redelivery would answer the user a second time.
+            self.metrics.count("LoggingErrors", 1.0, &[("Sink", "conversations")]);
+            error!(error = %e, event_id = %m.event_id, "could not record the finished turn");
+        }
+        self.deliver(&record, Some(&analytics), usage.as_ref()).await;
+        info!(event_id = %m.event_id, outcome = outcome.as_str(), latency_ms, agent_id = %self.settings.agent_id, "turn finished");
+        Ok(())
+    }
+
+    async fn invoke_with_retries(
+        &self,
+        request: &AgentRequest,
+        deadline: Option<Instant>,
+    ) -> Result<AgentTurn, AgentError> {
+        let mut attempt = 0;
+        let mut spent: Vec<ModelCall> = Vec::new();
+        loop {
+            match self.agent.invoke(request).await {
+                Ok(mut turn) => {
+                    // Calls of failed attempts were billed too.
+                    spent.append(&mut turn.model_calls);
+                    turn.model_calls = spent;
+                    return Ok(turn);
+                }
+                Err(mut e) => {
+                    self.metrics.count("APIErrors", 1.0, &[("ErrorCode", &e.code)]);
+                    spent.append(&mut e.spent);
+                    let delay = e
+                        .is_retryable()
+                        .then(|| {
+                            self.settings.agent_backoff.next_delay(
+                                attempt,
+                                None,
+                                deadline,
+                                self.settings.deadline_reserve,
+                            )
+                        })
+                        .flatten();
+                    match delay {
+                        Some(d) => {
+                            warn!(code = %e.code, attempt, delay_ms = d.as_millis() as u64, "agent call failed; retrying");
+                            tokio::time::sleep(d).await;
+                            attempt += 1;
+                        }
+                        None => {
+                            error!(code = %e.code, message = %e.message, attempt, "agent call failed; giving up");
+                            e.spent = spent;
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The question, preceded by the thread's history when the agent's session has expired.
+    async fn input_with_context(&self, m: &MessageWork, previous: Option<&TurnRecord>) -> String {
+        let question = m.question();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let session_alive = previous.is_some_and(|p| {
+            let last = p.finished_at_ms.unwrap_or(p.received_at_ms);
+            now_ms - last < self.settings.session_idle_ttl.as_millis() as i64
+        });
+        if !m.is_thread_reply() || session_alive {
+            return question;
+        }
+        let thread = m.thread();
+        let history = match self.chat.thread_replies(&thread.channel_id, &thread.thread_ts, 50).await {
+            Ok(h) => h,
+            Err(e) => {
+                warn!(error = %e, "could not read the thread's history; answering without it");
+                return question;
+            }
+        };
+        let mut lines: Vec<String> = history
+            .iter()
+            .filter(|h| h.ts != m.ts && !h.text.trim().is_empty())
+            .map(|h| format!("{}: {}", if h.bot { "assistant" } else { "user" }, h.text.trim()))
+            .collect();
+        // Keep the most recent history within a bounded size.
+        let mut total = 0;
+        let mut keep = 0;
+        for l in lines.iter().rev() {
+            total += l.len();
+            if total > 6000 {
+                break;
+            }
+            keep += 1;
+        }
+        lines.drain(..lines.len() - keep);
+        if lines.is_empty() {
+            return question;
+        }
+        format!(
+            "Earlier messages in this Slack thread, for context:\n{}\n\nThe user's new message:\n{}",
+            lines.join("\n"),
+            question
+        )
+    }
+
+    async fn post_reply(
+        &self,
+        thread: &ThreadRef,
+        text: &str,
+        sources: &[String],
+    ) -> Result<String, shared::ports::ChatError> {
+        let parts = shared::slack::mrkdwn::render_reply(text, sources);
+        let mut first_ts = None;
+        for part in parts {
+            let ts = self.chat.post_message(&thread.channel_id, &thread.thread_ts, &part).await?;
+            first_ts.get_or_insert(ts);
+        }
+        Ok(first_ts.unwrap_or_default())
+    }
+
+    async fn best_effort_reaction(&self, channel: &str, ts: &str, add: bool) {
+        let name = &self.settings.status_reaction;
+        let r = if add {
+            self.chat.add_reaction(channel, ts, name).await
+        } else {
+            self.chat.remove_reaction(channel, ts, name).await
+        };
+        if let Err(e) = r {
+            warn!(error = %e, add, "could not update the status reaction");
+        }
+    }
+
+    fn emit_turn_metrics(&self, calls: &[ModelCall], latency_ms: u64, error_code: Option<&str>) {
+        let agent = self.settings.agent_id.as_str();
+        let mut by_model: Vec<(&str, u64, u64)> = Vec::new();
+        for c in calls {
+            match by_model.iter_mut().find(|(m, _, _)| *m == c.model_id) {
+                Some(e) => {
+                    e.1 += c.input_tokens;
+                    e.2 += c.output_tokens;
+                }
+                None => by_model.push((&c.model_id, c.input_tokens, c.output_tokens)),
+            }
+        }
+        for (model, input, output) in by_model {
+            self.metrics
+                .record(&[("AgentId", agent), ("ModelId", model)])
+                .put("InputTokens", input as f64, Unit::Count)
+                .put("OutputTokens", output as f64, Unit::Count)
+                .put("TotalTokens", (input + output) as f64, Unit::Count)
+                .emit();
+        }
+        self.metrics.record(&[("AgentId", agent)]).put("APILatency", latency_ms as f64, Unit::Milliseconds).emit();
+        // Failed attempts are counted as they happen; a failure trace is only known here.
+        if error_code == Some("AgentFailureTrace") {
+            self.metrics.count("APIErrors", 1.0, &[("ErrorCode", "AgentFailureTrace")]);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn analytics_event(
+        &self,
+        m: &MessageWork,
+        session_id: &str,
+        turn: &AgentTurn,
+        calls: &[ModelCall],
+        outcome: Outcome,
+        error_code: Option<String>,
+        latency_ms: u64,
+    ) -> AnalyticsEvent {
+        let (input_tokens, output_tokens) =
+            calls.iter().fold((0, 0), |(i, o), c| (i + c.input_tokens, o + c.output_tokens));
+        let mut model_ids: Vec<String> = Vec::new();
+        for c in calls {
+            if !model_ids.contains(&c.model_id) {
+                model_ids.push(c.model_id.clone());
+            }
+        }
+        let question = m.question();
+        AnalyticsEvent {
+            timestamp: iso_ms(m.received_at_ms),
+            user_id: m.user_id.clone(),
+            thread_id: m.thread().thread_ts,
+            message_length: question.chars().count() as u64,
+            response_length: turn.text.chars().count() as u64,
+            knowledge_bases: turn.knowledge_bases.clone(),
+            search_queries: turn.search_queries.clone(),
+            rationale: turn.rationale.clone(),
+            event_id: m.event_id.clone(),
+            team_id: m.team_id.clone(),
+            channel_id: m.channel_id.clone(),
+            agent_id: self.settings.agent_id.clone(),
+            agent_alias_id: self.settings.agent_alias_id.clone(),
+            session_id: session_id.to_string(),
+            action_groups: turn.action_groups.clone(),
+            sources: turn.sources.clone(),
+            model_ids,
+            input_tokens,
+            output_tokens,
+            // Priced by token-logging from the price table; not guessed here.
+            estimated_cost_usd: None,
+            latency_ms,
+            first_token_ms: turn.first_token_ms,
+            outcome,
+            error_code,
+            guardrail_action: turn.guardrail_action.clone(),
+            schema_version: ANALYTICS_SCHEMA_VERSION,
+            message_text: self.settings.store_message_text.then_some(question),
+        }
+    }
+
+    fn usage_record(&self, m: &MessageWork, calls: &[ModelCall]) -> UsageRecord {
+        UsageRecord {
+            // Stable across redeliveries of the same Slack event.
+            record_id: format!("{}:{}", m.team_id, m.event_id),
+            timestamp: iso_ms(chrono::Utc::now().timestamp_millis()),
+            user_id: m.user_id.clone(),
+            team_id: m.team_id.clone(),
+            channel_id: m.channel_id.clone(),
+            thread_id: m.thread().thread_ts,
+            agent_id: self.settings.agent_id.clone(),
+            agent_alias_id: self.settings.agent_alias_id.clone(),
+            calls: calls.to_vec(),
+        }
+    }
+
+    async fn publish_usage_now(&self, m: &MessageWork, calls: &[ModelCall]) {
+        if calls.is_empty() {
+            return;
+        }
+        if let Err(e) = self.usage.publish(&self.usage_record(m, calls)).await {
+            self.metrics.count("LoggingErrors", 1.0, &[("Sink", "usage")]);
+            error!(error = %e, event_id = %m.event_id, "could not publish usage of an unanswered turn");
+        }
+    }
+
+    /// Publishes analytics and usage concurrently; what was delivered is cleared from the record,
+    /// what was not stays there (and is retried when the message is delivered again).
+    async fn deliver(&self, record: &TurnRecord, analytics: Option<&AnalyticsEvent>, usage: Option<&UsageRecord>) {
+        let a = async {
+            match analytics {
+                Some(ev) => self.analytics.publish(ev).await.map(|_| true),
+                None => Ok(false),
+            }
+        };
+        let u = async {
+            match usage {
+                Some(rec) => self.usage.publish(rec).await.map(|_| true),
+                None => Ok(false),
+            }
+        };
+        let (ra, ru) = tokio::join!(a, u);
+        let mut cleared = (false, false);
+        for (sink, r, slot) in [("analytics", ra, &mut cleared.0), ("usage", ru, &mut cleared.1)] {
+            match r {
+                Ok(done) => *slot = done,
+                Err(e) => {
+                    self.metrics.count("LoggingErrors", 1.0, &[("Sink", sink)]);
+                    error!(error = %e, sink, event_id = %record.event_id, "could not publish turn record; kept in the conversations table");
+                }
+            }
+        }
+        let pending_a = record.pending_analytics.is_some() && cleared.0;
+        let pending_u = record.pending_usage.is_some() && cleared.1;
+        if pending_a || pending_u {
+            if let Err(e) =
+                self.conversations.clear_pending(&record.thread, &record.message_ts, pending_a, pending_u).await
+            {
+                warn!(error = %e, "could not clear delivered records from the turn");
+            }
+        }
+    }
+
+    async fn redeliver_pending(&self, done: &TurnRecord) {
+        let analytics: Option<AnalyticsEvent> =
+            done.pending_analytics.as_deref().and_then(|s| serde_json::from_str(s).ok());
+        let usage: Option<UsageRecord> = done.pending_usage.as_deref().and_then(|s| serde_json::from_str(s).ok());
+        if analytics.is_some() || usage.is_some() {
+            info!(event_id = %done.event_id, "re-publishing records a previous delivery could not");
+            self.deliver(done, analytics.as_ref(), usage.as_ref()).await;
+        }
+    }
+}
+
+fn iso_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}

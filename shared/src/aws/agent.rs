@@ -1,0 +1,198 @@
+//! The Bedrock Agent adapter: InvokeAgent with traces on, the whole event stream folded into an
+//! [`AgentTurn`] by [`TurnCollector`], failures classified into [`AgentError`] kinds.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use aws_sdk_bedrockagentruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockagentruntime::operation::invoke_agent::InvokeAgentError;
+use aws_sdk_bedrockagentruntime::types::error::ResponseStreamError;
+use aws_sdk_bedrockagentruntime::types::SessionState;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::agent::TurnCollector;
+use crate::domain::{AgentTurn, ModelCall};
+use crate::ports::{AgentClient, AgentError, AgentErrorKind, AgentRequest};
+
+/// The `code` of an error that cut the event stream half-way (connection lost, bad frame).
+pub const STREAM_INTERRUPTED: &str = "StreamInterrupted";
+
+/// A Bedrock Agent Runtime client for [`BedrockAgent`]. The SDK's own retries are off: the
+/// worker retries with a deadline-aware backoff and keeps the tokens each attempt spent, and
+/// two layers of retries would multiply.
+pub fn agent_client(sdk: &aws_config::SdkConfig) -> aws_sdk_bedrockagentruntime::Client {
+    let config = aws_sdk_bedrockagentruntime::config::Builder::from(sdk).retry_config(RetryConfig::disabled()).build();
+    aws_sdk_bedrockagentruntime::Client::from_conf(config)
+}
+
+/// One Bedrock Agent alias, invoked with traces enabled.
+#[derive(Debug, Clone)]
+pub struct BedrockAgent {
+    client: aws_sdk_bedrockagentruntime::Client,
+    agent_id: String,
+    agent_alias_id: String,
+}
+
+impl BedrockAgent {
+    /// The agent `agent_id`, alias `agent_alias_id`, through `client`.
+    pub fn new(
+        client: aws_sdk_bedrockagentruntime::Client,
+        agent_id: impl Into<String>,
+        agent_alias_id: impl Into<String>,
+    ) -> Self {
+        BedrockAgent { client, agent_id: agent_id.into(), agent_alias_id: agent_alias_id.into() }
+    }
+}
+
+#[async_trait]
+impl AgentClient for BedrockAgent {
+    async fn invoke(&self, request: &AgentRequest) -> Result<AgentTurn, AgentError> {
+        let started = Instant::now();
+        let mut call = self
+            .client
+            .invoke_agent()
+            .agent_id(&self.agent_id)
+            .agent_alias_id(&self.agent_alias_id)
+            .session_id(&request.session_id)
+            .input_text(&request.input_text)
+            .enable_trace(true);
+        if !request.session_attributes.is_empty() {
+            call = call.session_state(
+                SessionState::builder().set_session_attributes(Some(request.session_attributes.clone())).build(),
+            );
+        }
+        let output = call.send().await.map_err(request_error)?;
+        let mut stream = output.completion;
+        let mut collector = TurnCollector::new(started);
+        loop {
+            match stream.recv().await {
+                Ok(Some(event)) => collector.push(event),
+                Ok(None) => break,
+                Err(e) => return Err(stream_error(e, collector.spent())),
+            }
+        }
+        let turn = collector.finish();
+        tracing::debug!(
+            session_id = %request.session_id,
+            model_calls = turn.model_calls.len(),
+            latency_ms = started.elapsed().as_millis() as u64,
+            "agent turn read"
+        );
+        Ok(turn)
+    }
+}
+
+/// The request failed before any event arrived: nothing was spent.
+fn request_error(err: SdkError<InvokeAgentError, HttpResponse>) -> AgentError {
+    let (kind, code, message) = match &err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let status = Some(ctx.raw().status().as_u16());
+            let code = e
+                .code()
+                .map(str::to_owned)
+                .unwrap_or_else(|| status.map_or_else(|| "Unknown".into(), |s| format!("Http{s}")));
+            (kind_of(&code, status), code, e.message().unwrap_or_default().to_owned())
+        }
+        SdkError::TimeoutError(_) => {
+            (AgentErrorKind::Unavailable, "Timeout".into(), DisplayErrorContext(&err).to_string())
+        }
+        SdkError::DispatchFailure(_) => {
+            (AgentErrorKind::Unavailable, "DispatchFailure".into(), DisplayErrorContext(&err).to_string())
+        }
+        SdkError::ResponseError(_) => {
+            (AgentErrorKind::Unavailable, "ResponseError".into(), DisplayErrorContext(&err).to_string())
+        }
+        _ => (AgentErrorKind::Rejected, "ConstructionFailure".into(), DisplayErrorContext(&err).to_string()),
+    };
+    tracing::warn!(kind = ?kind, code = %code, message = %message, "InvokeAgent failed");
+    AgentError { kind, code, message, spent: Vec::new() }
+}
+
+/// The stream failed after it began: keep what the turn already spent.
+fn stream_error<R: std::fmt::Debug>(err: SdkError<ResponseStreamError, R>, spent: Vec<ModelCall>) -> AgentError {
+    let (kind, code, message) = match &err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let code = stream_error_code(e);
+            (kind_of(&code, None), code, e.message().unwrap_or_default().to_owned())
+        }
+        // A cut connection, a truncated or unparsable frame, a timeout while reading.
+        _ => (AgentErrorKind::Interrupted, STREAM_INTERRUPTED.into(), DisplayErrorContext(&err).to_string()),
+    };
+    tracing::warn!(
+        kind = ?kind,
+        code = %code,
+        message = %message,
+        spent_calls = spent.len(),
+        "InvokeAgent stream failed"
+    );
+    AgentError { kind, code, message, spent }
+}
+
+/// Exceptions inside the stream carry their type in a frame header, not always in the
+/// payload, so name the modelled ones after their shape.
+fn stream_error_code(err: &ResponseStreamError) -> String {
+    let modelled = match err {
+        ResponseStreamError::ThrottlingException(_) => "ThrottlingException",
+        ResponseStreamError::ServiceQuotaExceededException(_) => "ServiceQuotaExceededException",
+        ResponseStreamError::InternalServerException(_) => "InternalServerException",
+        ResponseStreamError::DependencyFailedException(_) => "DependencyFailedException",
+        ResponseStreamError::BadGatewayException(_) => "BadGatewayException",
+        ResponseStreamError::ModelNotReadyException(_) => "ModelNotReadyException",
+        ResponseStreamError::ValidationException(_) => "ValidationException",
+        ResponseStreamError::AccessDeniedException(_) => "AccessDeniedException",
+        ResponseStreamError::ResourceNotFoundException(_) => "ResourceNotFoundException",
+        ResponseStreamError::ConflictException(_) => "ConflictException",
+        other => return other.code().unwrap_or("UnknownStreamException").to_owned(),
+    };
+    modelled.to_owned()
+}
+
+/// Classifies a service error code (either spelling: `ThrottlingException` in HTTP errors,
+/// `throttlingException` in stream frames), falling back on the HTTP status.
+fn kind_of(code: &str, status: Option<u16>) -> AgentErrorKind {
+    let lower = code.to_ascii_lowercase();
+    let name = lower.strip_suffix("exception").unwrap_or(&lower);
+    match name {
+        "throttling" | "servicequotaexceeded" | "toomanyrequests" => AgentErrorKind::Throttled,
+        "internalserver" | "internalfailure" | "dependencyfailed" | "badgateway" | "modelnotready"
+        | "serviceunavailable" => AgentErrorKind::Unavailable,
+        "validation" | "accessdenied" | "resourcenotfound" | "conflict" => AgentErrorKind::Rejected,
+        _ => match status {
+            Some(429) => AgentErrorKind::Throttled,
+            Some(s) if s >= 500 => AgentErrorKind::Unavailable,
+            Some(s) if s >= 400 => AgentErrorKind::Rejected,
+            // An unmodelled exception inside the stream: a server-side fault.
+            _ => AgentErrorKind::Unavailable,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_kinds() {
+        use AgentErrorKind::*;
+        assert_eq!(kind_of("ThrottlingException", Some(429)), Throttled);
+        assert_eq!(kind_of("throttlingException", None), Throttled);
+        assert_eq!(kind_of("ServiceQuotaExceededException", Some(400)), Throttled);
+        assert_eq!(kind_of("InternalServerException", Some(500)), Unavailable);
+        assert_eq!(kind_of("dependencyFailedException", None), Unavailable);
+        assert_eq!(kind_of("BadGatewayException", Some(502)), Unavailable);
+        assert_eq!(kind_of("ModelNotReadyException", Some(424)), Unavailable);
+        assert_eq!(kind_of("ValidationException", Some(400)), Rejected);
+        assert_eq!(kind_of("AccessDeniedException", Some(403)), Rejected);
+        assert_eq!(kind_of("ResourceNotFoundException", Some(404)), Rejected);
+        assert_eq!(kind_of("ConflictException", Some(409)), Rejected);
+        assert_eq!(kind_of("SomethingNew", Some(503)), Unavailable);
+        assert_eq!(kind_of("SomethingNew", Some(429)), Throttled);
+        assert_eq!(kind_of("SomethingNew", Some(418)), Rejected);
+        assert_eq!(kind_of("SomethingNew", None), Unavailable);
+    }
+}

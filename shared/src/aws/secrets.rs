@@ -1,0 +1,70 @@
+//! Secrets Manager: the Slack secret `{"signing_secret": "...", "bot_token": "xoxb-..."}`.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::ports::SlackSecretSource;
+use crate::{Error, Result};
+
+/// The Slack app's credentials. Debug output never shows the values.
+#[derive(Clone, Deserialize)]
+pub struct SlackSecret {
+    pub signing_secret: SecretString,
+    pub bot_token: SecretString,
+}
+
+impl std::fmt::Debug for SlackSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlackSecret { .. }")
+    }
+}
+
+/// Reads a JSON secret and deserialises it; errors name the ARN and the problem, never the value.
+pub async fn read_json_secret<T: serde::de::DeserializeOwned>(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<T> {
+    let out = super::with_retries(|| async {
+        client
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("secretsmanager", "GetSecretValue", e))
+    })
+    .await
+    .map_err(|e| Error::Secret { arn: arn.to_string(), reason: e.to_string() })?;
+    let text = out
+        .secret_string()
+        .ok_or_else(|| Error::Secret { arn: arn.to_string(), reason: "has no SecretString".into() })?;
+    // serde_json's message can quote input; report only the position and category.
+    serde_json::from_str(text).map_err(|e| Error::Secret {
+        arn: arn.to_string(),
+        reason: format!(
+            "is not the expected JSON ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ),
+    })
+}
+
+/// The Slack secret in Secrets Manager.
+#[derive(Debug, Clone)]
+pub struct SecretsManagerSlackSecret {
+    client: aws_sdk_secretsmanager::Client,
+    arn: String,
+}
+
+impl SecretsManagerSlackSecret {
+    pub fn new(client: aws_sdk_secretsmanager::Client, arn: impl Into<String>) -> Self {
+        SecretsManagerSlackSecret { client, arn: arn.into() }
+    }
+}
+
+#[async_trait::async_trait]
+impl SlackSecretSource for SecretsManagerSlackSecret {
+    async fn load(&self) -> Result<SlackSecret> {
+        read_json_secret(&self.client, &self.arn).await
+    }
+}

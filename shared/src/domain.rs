@@ -1,0 +1,282 @@
+//! Domain types: what an agent turn produced, and the records the system keeps about it.
+//! Field names of [`AnalyticsEvent`] and [`UsageRecord`] are a contract (ARCHITECTURE.md).
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the analytics event schema written by this code.
+pub const ANALYTICS_SCHEMA_VERSION: u32 = 1;
+
+/// One model invocation inside an agent turn, with its token usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelCall {
+    pub model_id: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// pre_processing | orchestration | post_processing | routing_classifier | ...
+    pub step: String,
+}
+
+/// A file the agent returned in the stream (code interpreter output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFile {
+    pub name: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A failure the agent reported in a failure trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentFailure {
+    pub code: Option<i32>,
+    pub reason: String,
+}
+
+/// Everything one InvokeAgent call produced: the answer and what the agent did to get it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentTurn {
+    /// The answer text, concatenated from the stream's chunks.
+    pub text: String,
+    /// De-duplicated source names (S3 object basename, web URL, ...), in first-seen order.
+    pub sources: Vec<String>,
+    /// The agent's rationale: pre-processing parsed response, else the orchestration rationale.
+    pub rationale: Option<String>,
+    /// Knowledge base ids consulted, de-duplicated.
+    pub knowledge_bases: Vec<String>,
+    /// The text the agent searched the knowledge bases with.
+    pub search_queries: Vec<String>,
+    /// Action groups invoked (name, or name/apiPath or name/function), de-duplicated.
+    pub action_groups: Vec<String>,
+    /// Every model call with its usage.
+    pub model_calls: Vec<ModelCall>,
+    /// The guardrail action when a guardrail intervened (e.g. "INTERVENED").
+    pub guardrail_action: Option<String>,
+    /// A failure trace, when the agent reported one.
+    pub failure: Option<AgentFailure>,
+    /// Files the agent returned.
+    pub files: Vec<AgentFile>,
+    /// The agent asked the caller to run an action (returnControl); this gateway does not.
+    pub return_control: Vec<String>,
+    /// Milliseconds from the request to the first answer chunk.
+    pub first_token_ms: Option<u64>,
+}
+
+impl AgentTurn {
+    /// Total input and output tokens over all model calls.
+    pub fn tokens(&self) -> (u64, u64) {
+        self.model_calls.iter().fold((0, 0), |(i, o), c| (i + c.input_tokens, o + c.output_tokens))
+    }
+
+    /// Distinct model ids in call order.
+    pub fn model_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for c in &self.model_calls {
+            if !ids.contains(&c.model_id) {
+                ids.push(c.model_id.clone());
+            }
+        }
+        ids
+    }
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Answered,
+    Failed,
+    RefusedBudget,
+    GuardrailBlocked,
+}
+
+impl Outcome {
+    /// The value stored in analytics and conversation records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Failed => "failed",
+            Outcome::RefusedBudget => "refused_budget",
+            Outcome::GuardrailBlocked => "guardrail_blocked",
+        }
+    }
+}
+
+/// One analytics event per turn (Firehose record, newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalyticsEvent {
+    pub timestamp: String,
+    pub user_id: String,
+    pub thread_id: String,
+    pub message_length: u64,
+    pub response_length: u64,
+    pub knowledge_bases: Vec<String>,
+    pub search_queries: Vec<String>,
+    pub rationale: Option<String>,
+    pub event_id: String,
+    pub team_id: String,
+    pub channel_id: String,
+    pub agent_id: String,
+    pub agent_alias_id: String,
+    pub session_id: String,
+    pub action_groups: Vec<String>,
+    pub sources: Vec<String>,
+    pub model_ids: Vec<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub estimated_cost_usd: Option<f64>,
+    pub latency_ms: u64,
+    pub first_token_ms: Option<u64>,
+    pub outcome: Outcome,
+    pub error_code: Option<String>,
+    pub guardrail_action: Option<String>,
+    pub schema_version: u32,
+    /// Only present when the deployer opts in to storing message text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_text: Option<String>,
+}
+
+/// One usage record per turn (SQS "usage"); `record_id` makes processing idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub record_id: String,
+    pub timestamp: String,
+    pub user_id: String,
+    pub team_id: String,
+    pub channel_id: String,
+    pub thread_id: String,
+    pub agent_id: String,
+    pub agent_alias_id: String,
+    pub calls: Vec<ModelCall>,
+}
+
+/// Where a Slack message sits: enough to reply in its thread and to key its records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadRef {
+    pub team_id: String,
+    pub channel_id: String,
+    /// The thread's root ts (the message's own ts when it starts a thread).
+    pub thread_ts: String,
+}
+
+impl ThreadRef {
+    /// A Bedrock session id for this thread, within `[0-9a-zA-Z._:-]{2,100}`.
+    pub fn session_id(&self) -> String {
+        let raw = format!("{}-{}-{}", self.team_id, self.channel_id, self.thread_ts);
+        let mut id: String =
+            raw.chars().map(|c| if c.is_ascii_alphanumeric() || "._:-".contains(c) { c } else { '_' }).collect();
+        if id.len() > 100 {
+            // Keep the distinguishing tail (channel and thread) rather than the team prefix.
+            id = id[id.len() - 100..].to_string();
+        }
+        while id.len() < 2 {
+            id.push('_');
+        }
+        id
+    }
+
+    /// The SQS FIFO group: one Slack thread, so turns of one session never run concurrently.
+    pub fn group_id(&self) -> String {
+        format!("{}:{}:{}", self.team_id, self.channel_id, self.thread_ts)
+    }
+}
+
+/// Status of a turn in the conversations table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnStatus {
+    Received,
+    Answered,
+    Failed,
+    RefusedBudget,
+}
+
+impl TurnStatus {
+    /// The stored value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TurnStatus::Received => "received",
+            TurnStatus::Answered => "answered",
+            TurnStatus::Failed => "failed",
+            TurnStatus::RefusedBudget => "refused_budget",
+        }
+    }
+
+    /// Parses a stored value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "received" => TurnStatus::Received,
+            "answered" => TurnStatus::Answered,
+            "failed" => TurnStatus::Failed,
+            "refused_budget" => TurnStatus::RefusedBudget,
+            _ => return None,
+        })
+    }
+
+    /// Whether the user has already been told something for this turn.
+    pub fn is_final(self) -> bool {
+        !matches!(self, TurnStatus::Received)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_id_is_within_bedrock_pattern() {
+        let t = ThreadRef {
+            team_id: "T0001".into(),
+            channel_id: "C024BE91L".into(),
+            thread_ts: "1713534720.001234".into(),
+        };
+        assert_eq!(t.session_id(), "T0001-C024BE91L-1713534720.001234");
+        let long = ThreadRef { team_id: "T".repeat(120), channel_id: "C/1".into(), thread_ts: "1.2".into() };
+        let id = long.session_id();
+        assert_eq!(id.len(), 100);
+        assert!(id.ends_with("-C_1-1.2"));
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)));
+    }
+
+    #[test]
+    fn analytics_event_serialises_contract_field_names() {
+        let e = AnalyticsEvent {
+            timestamp: "2026-04-19T14:32:00Z".into(),
+            user_id: "U1".into(),
+            thread_id: "1.2".into(),
+            message_length: 3,
+            response_length: 4,
+            knowledge_bases: vec![],
+            search_queries: vec![],
+            rationale: None,
+            event_id: "Ev1".into(),
+            team_id: "T1".into(),
+            channel_id: "C1".into(),
+            agent_id: "A".into(),
+            agent_alias_id: "B".into(),
+            session_id: "s".into(),
+            action_groups: vec![],
+            sources: vec![],
+            model_ids: vec![],
+            input_tokens: 1,
+            output_tokens: 2,
+            estimated_cost_usd: None,
+            latency_ms: 5,
+            first_token_ms: None,
+            outcome: Outcome::RefusedBudget,
+            error_code: None,
+            guardrail_action: None,
+            schema_version: ANALYTICS_SCHEMA_VERSION,
+            message_text: None,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 26, "{keys:?}");
+        assert_eq!(v["outcome"], "refused_budget");
+        assert!(v["estimated_cost_usd"].is_null());
+    }
+}

@@ -1,0 +1,14 @@
+//! Shared by every function: domain types, ports (traits), their AWS and Slack adapters,
+//! typed configuration, JSON logging and the EMF metrics emitter.
+
+pub mod agent;
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ports;
+pub mod retry;
+pub mod slack;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,167 @@
+//! Ports: the narrow interfaces domain code depends on. Adapters in `aws` and `slack`
+//! implement them; tests may implement them in memory.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::aws::secrets::SlackSecret;
+use crate::domain::{AgentTurn, AnalyticsEvent, ModelCall, ThreadRef, TurnStatus, UsageRecord};
+use crate::Result;
+
+/// Remembers keys for a while; the first claim of a key wins.
+#[async_trait]
+pub trait DedupStore: Send + Sync {
+    /// Claims `key` for `ttl`. Ok(true) the first time, Ok(false) when already claimed.
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool>;
+    /// Releases a claim (used when the claimed work could not be handed on).
+    async fn release(&self, key: &str) -> Result<()>;
+}
+
+/// A FIFO queue of accepted work.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Enqueues `body` in FIFO group `group_id`, deduplicated by `dedup_id`.
+    async fn enqueue(&self, group_id: &str, dedup_id: &str, body: &str) -> Result<()>;
+}
+
+/// Where analytics events go (Firehose).
+#[async_trait]
+pub trait AnalyticsSink: Send + Sync {
+    async fn publish(&self, event: &AnalyticsEvent) -> Result<()>;
+}
+
+/// Where usage records go (SQS usage queue).
+#[async_trait]
+pub trait UsageSink: Send + Sync {
+    async fn publish(&self, record: &UsageRecord) -> Result<()>;
+}
+
+/// What the conversations table knows about one turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnRecord {
+    pub thread: ThreadRef,
+    /// The user message's ts (the turn key inside the thread).
+    pub message_ts: String,
+    pub event_id: String,
+    pub user_id: String,
+    pub status: TurnStatus,
+    pub received_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub reply_ts: Option<String>,
+    pub outcome: Option<String>,
+    pub error_code: Option<String>,
+    /// Records not yet delivered (JSON), kept here so a failure to publish loses nothing.
+    pub pending_analytics: Option<String>,
+    pub pending_usage: Option<String>,
+}
+
+/// How beginning a turn went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnStart {
+    /// A new turn: go ahead.
+    New,
+    /// A previous delivery got as far as `Received` without finishing: go ahead again.
+    Resumed,
+    /// The turn already finished: do not answer again.
+    Finished(Box<TurnRecord>),
+}
+
+/// The conversations table: one record per turn, keyed by thread and message ts.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Records that a turn was received, unless it already was.
+    async fn begin_turn(&self, turn: &TurnRecord) -> Result<TurnStart>;
+    /// Records how the turn finished.
+    async fn finish_turn(&self, turn: &TurnRecord) -> Result<()>;
+    /// Clears the pending analytics/usage copies once they were delivered.
+    async fn clear_pending(&self, thread: &ThreadRef, message_ts: &str, analytics: bool, usage: bool) -> Result<()>;
+    /// The most recent turn in the thread other than `except_ts`, if any.
+    async fn last_turn(&self, thread: &ThreadRef, except_ts: &str) -> Result<Option<TurnRecord>>;
+}
+
+/// One InvokeAgent request.
+#[derive(Debug, Clone, Default)]
+pub struct AgentRequest {
+    pub session_id: String,
+    pub input_text: String,
+    pub session_attributes: HashMap<String, String>,
+}
+
+/// Why an agent invocation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentErrorKind {
+    /// Throttled: retry later.
+    Throttled,
+    /// A server-side fault (5xx, dependency failure): retry.
+    Unavailable,
+    /// The stream ended before the answer was complete: retry.
+    Interrupted,
+    /// The request itself is wrong (validation, access denied, not found): do not retry.
+    Rejected,
+}
+
+/// An agent invocation error, with the model calls already spent before it failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("agent {kind:?} ({code}): {message}")]
+pub struct AgentError {
+    pub kind: AgentErrorKind,
+    pub code: String,
+    pub message: String,
+    /// Tokens are billed even when the stream fails: keep them for the usage record.
+    pub spent: Vec<ModelCall>,
+}
+
+impl AgentError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self.kind, AgentErrorKind::Rejected)
+    }
+}
+
+/// The Bedrock Agent.
+#[async_trait]
+pub trait AgentClient: Send + Sync {
+    async fn invoke(&self, request: &AgentRequest) -> std::result::Result<AgentTurn, AgentError>;
+}
+
+/// A message already in a Slack thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadMessage {
+    pub user: Option<String>,
+    pub bot: bool,
+    pub ts: String,
+    pub text: String,
+}
+
+/// A Slack Web API failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("slack {method}: {error}")]
+pub struct ChatError {
+    pub method: &'static str,
+    /// Slack's `error` string, or `http_<status>` / `transport`.
+    pub error: String,
+}
+
+/// The Slack Web API, as far as this product uses it.
+#[async_trait]
+pub trait ChatClient: Send + Sync {
+    /// Posts `text` (mrkdwn) in the thread; returns the new message's ts.
+    async fn post_message(&self, channel: &str, thread_ts: &str, text: &str) -> std::result::Result<String, ChatError>;
+    async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> std::result::Result<(), ChatError>;
+    async fn remove_reaction(&self, channel: &str, ts: &str, name: &str) -> std::result::Result<(), ChatError>;
+    /// The thread's messages, oldest first, at most `limit`.
+    async fn thread_replies(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        limit: u32,
+    ) -> std::result::Result<Vec<ThreadMessage>, ChatError>;
+}
+
+/// Where the Slack app's credentials are read from.
+#[async_trait]
+pub trait SlackSecretSource: Send + Sync {
+    async fn load(&self) -> Result<SlackSecret>;
+}

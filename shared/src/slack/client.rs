@@ -1,0 +1,440 @@
+//! The Slack Web API over reqwest (rustls): posting replies, status reactions, thread history.
+//!
+//! Rate limits (HTTP 429) are waited out as Slack asks, within a bound; 5xx answers and
+//! connection failures are retried with jittered backoff; Slack's own `ok: false` errors are
+//! returned as they are. The bot token only ever travels in the `Authorization` header.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use crate::ports::{ChatClient, ChatError, ThreadMessage};
+use crate::retry::Backoff;
+use crate::{Error, Result};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Per attempt; the worker's own deadline bounds the whole turn.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Short: pooled sockets die while a Lambda sandbox is frozen between invocations.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// The most time one call spends waiting out Slack's rate limits before giving up.
+pub const DEFAULT_MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
+/// When a 429 comes without a usable `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A [`ChatClient`] speaking to the Slack Web API with a bot token.
+pub struct SlackWebClient {
+    http: reqwest::Client,
+    /// Always ends with `/`, so joining a method name appends it.
+    api_base: Url,
+    /// `Bearer <token>`, marked sensitive so it is never shown in debug output.
+    authorization: HeaderValue,
+    backoff: Backoff,
+    max_rate_limit_wait: Duration,
+}
+
+impl std::fmt::Debug for SlackWebClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackWebClient").field("api_base", &self.api_base.as_str()).finish_non_exhaustive()
+    }
+}
+
+/// How a request is sent: Web API writes take JSON, reads take a query string.
+enum Payload<'a> {
+    Json(Value),
+    Query(&'a [(&'a str, String)]),
+}
+
+/// What one attempt came to.
+#[derive(Debug, PartialEq)]
+enum Attempt {
+    Done(Value),
+    /// Slack said no (or the answer made no sense): do not retry.
+    Fail(String),
+    /// Slack asked to wait this long before trying again.
+    RateLimited(Duration),
+    /// A transient failure (5xx, transport): retry if the call is safe to repeat.
+    Transient(String),
+}
+
+impl SlackWebClient {
+    /// A client for the Web API at `api_base` (e.g. `https://slack.com/api`).
+    pub fn new(api_base: &str, bot_token: SecretString) -> Result<Self> {
+        let trimmed = api_base.trim().trim_end_matches('/');
+        let api_base = Url::parse(&format!("{trimmed}/"))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| Error::Config(format!("SLACK_API_BASE is not an http(s) URL: {trimmed:?}")))?;
+        let token = bot_token.expose_secret().trim();
+        if token.is_empty() {
+            return Err(Error::Config("the Slack bot token is empty".into()));
+        }
+        // The message must not quote the token, so it only says what is wrong with it.
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::Config("the Slack bot token contains characters not allowed in a header".into()))?;
+        authorization.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .user_agent(concat!("bedrock-slack-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the Slack HTTP client: {e}")))?;
+        Ok(SlackWebClient {
+            http,
+            api_base,
+            authorization,
+            backoff: Backoff::default(),
+            max_rate_limit_wait: DEFAULT_MAX_RATE_LIMIT_WAIT,
+        })
+    }
+
+    /// Replaces the retry policy for 5xx and transport failures (and caps rate-limit retries).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Replaces the bound on time spent waiting out rate limits in one call.
+    pub fn with_max_rate_limit_wait(mut self, max_wait: Duration) -> Self {
+        self.max_rate_limit_wait = max_wait;
+        self
+    }
+
+    /// Replaces the text of a message the bot posted (`chat.update`).
+    pub async fn update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError> {
+        let body = json!({ "channel": channel, "ts": ts, "text": text });
+        self.call("chat.update", Payload::Json(body), true).await.map(|_| ())
+    }
+
+    /// Calls `method`, retrying as the failure allows; `idempotent` calls are also retried after
+    /// a transport failure that may have reached Slack (a repeated post would show twice).
+    async fn call(
+        &self,
+        method: &'static str,
+        payload: Payload<'_>,
+        idempotent: bool,
+    ) -> std::result::Result<Value, ChatError> {
+        let fail = |error: &str| ChatError { method, error: error.to_string() };
+        let mut url = self.api_base.join(method).map_err(|_| fail("invalid_url"))?;
+        let body = match &payload {
+            Payload::Json(value) => Some(serde_json::to_vec(value).map_err(|_| fail("invalid_request"))?),
+            Payload::Query(pairs) => {
+                url.query_pairs_mut().extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+                None
+            }
+        };
+
+        let mut attempt: u32 = 0;
+        let mut rate_limit_waited = Duration::ZERO;
+        loop {
+            let request = match &body {
+                Some(bytes) => self
+                    .http
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/json; charset=utf-8")
+                    .body(bytes.clone()),
+                None => self.http.get(url.clone()),
+            };
+            let request = request.header(AUTHORIZATION, self.authorization.clone());
+
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after =
+                        response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    match response.bytes().await {
+                        Ok(bytes) => classify(status, retry_after.as_deref(), &bytes),
+                        Err(_) if status == 429 => classify(status, retry_after.as_deref(), b""),
+                        Err(e) => transport(method, &e, idempotent),
+                    }
+                }
+                Err(e) => transport(method, &e, idempotent),
+            };
+
+            let (error, delay) = match outcome {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Fail(error) => return Err(fail(&error)),
+                Attempt::RateLimited(wait) => {
+                    if rate_limit_waited + wait > self.max_rate_limit_wait {
+                        tracing::warn!(
+                            slack_method = method,
+                            retry_after_s = wait.as_secs(),
+                            "slack rate limit outlasts the wait budget"
+                        );
+                        return Err(fail("ratelimited"));
+                    }
+                    let delay = self.backoff.next_delay(attempt, Some(wait), None, Duration::ZERO);
+                    if let Some(d) = delay {
+                        rate_limit_waited += d;
+                    }
+                    ("ratelimited".to_string(), delay)
+                }
+                Attempt::Transient(error) => {
+                    let delay = self.backoff.next_delay(attempt, None, None, Duration::ZERO);
+                    (error, delay)
+                }
+            };
+            let Some(delay) = delay else {
+                tracing::warn!(slack_method = method, error = %error, attempts = attempt + 1, "slack call failed; giving up");
+                return Err(fail(&error));
+            };
+            tracing::warn!(
+                slack_method = method,
+                error = %error,
+                attempt = attempt + 1,
+                delay_ms = delay.as_millis() as u64,
+                "slack call failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// A request that got no usable answer. Only a failed connection proves the request never
+/// reached Slack; anything else is retried only for idempotent calls.
+fn transport(method: &'static str, err: &reqwest::Error, idempotent: bool) -> Attempt {
+    let kind = if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connect"
+    } else {
+        "io"
+    };
+    // Without the URL: a GET's query names the channel; nothing here carries the token.
+    tracing::debug!(slack_method = method, kind, error = %DisplayWithoutUrl(err), "slack transport failure");
+    if idempotent || err.is_connect() {
+        Attempt::Transient("transport".into())
+    } else {
+        Attempt::Fail("transport".into())
+    }
+}
+
+struct DisplayWithoutUrl<'a>(&'a reqwest::Error);
+
+impl std::fmt::Display for DisplayWithoutUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(self.0);
+        let mut first = true;
+        while let Some(e) = source {
+            if !first {
+                f.write_str(": ")?;
+            }
+            write!(f, "{e}")?;
+            first = false;
+            source = e.source();
+        }
+        if first {
+            f.write_str("request failed")?;
+        }
+        Ok(())
+    }
+}
+
+/// Interprets one HTTP answer from the Web API.
+fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt {
+    if status == 429 {
+        return Attempt::RateLimited(parse_retry_after(retry_after));
+    }
+    if (500..600).contains(&status) {
+        return Attempt::Transient(format!("http_{status}"));
+    }
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let slack_error = parsed
+        .as_ref()
+        .filter(|v| v.get("ok") == Some(&Value::Bool(false)))
+        .map(|v| v.get("error").and_then(Value::as_str).unwrap_or("unknown_error").to_string());
+    if let Some(error) = slack_error {
+        return if error == "ratelimited" {
+            Attempt::RateLimited(parse_retry_after(retry_after))
+        } else {
+            Attempt::Fail(error)
+        };
+    }
+    if !(200..300).contains(&status) {
+        return Attempt::Fail(format!("http_{status}"));
+    }
+    match parsed {
+        Some(value) if value.get("ok") == Some(&Value::Bool(true)) => Attempt::Done(value),
+        _ => Attempt::Fail("invalid_response".into()),
+    }
+}
+
+/// `Retry-After` in seconds (Slack sends an integer); a default when absent or unreadable.
+fn parse_retry_after(header: Option<&str>) -> Duration {
+    header.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(DEFAULT_RETRY_AFTER)
+}
+
+/// Reaction names are sent without the surrounding colons.
+fn reaction_name(name: &str) -> &str {
+    name.trim().trim_matches(':')
+}
+
+/// The messages of a `conversations.replies` answer, oldest first, at most `limit`.
+fn thread_messages(answer: &Value, limit: usize) -> Vec<ThreadMessage> {
+    let Some(messages) = answer.get("messages").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    messages
+        .iter()
+        .filter_map(|m| {
+            let ts = m.get("ts").and_then(Value::as_str)?;
+            Some(ThreadMessage {
+                user: m.get("user").and_then(Value::as_str).map(str::to_owned),
+                bot: m.get("bot_id").is_some_and(|b| !b.is_null()),
+                ts: ts.to_string(),
+                text: m.get("text").and_then(Value::as_str).unwrap_or_default().to_string(),
+            })
+        })
+        .take(limit)
+        .collect()
+}
+
+#[async_trait]
+impl ChatClient for SlackWebClient {
+    async fn post_message(&self, channel: &str, thread_ts: &str, text: &str) -> std::result::Result<String, ChatError> {
+        let mut body = json!({ "channel": channel, "text": text, "unfurl_links": false });
+        if !thread_ts.is_empty() {
+            body["thread_ts"] = json!(thread_ts);
+        }
+        let answer = self.call("chat.postMessage", Payload::Json(body), false).await?;
+        answer
+            .get("ts")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| ChatError { method: "chat.postMessage", error: "invalid_response".into() })
+    }
+
+    async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> std::result::Result<(), ChatError> {
+        let body = json!({ "channel": channel, "timestamp": ts, "name": reaction_name(name) });
+        match self.call("reactions.add", Payload::Json(body), true).await {
+            Err(e) if e.error == "already_reacted" => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn remove_reaction(&self, channel: &str, ts: &str, name: &str) -> std::result::Result<(), ChatError> {
+        let body = json!({ "channel": channel, "timestamp": ts, "name": reaction_name(name) });
+        match self.call("reactions.remove", Payload::Json(body), true).await {
+            Err(e) if e.error == "no_reaction" => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn thread_replies(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        limit: u32,
+    ) -> std::result::Result<Vec<ThreadMessage>, ChatError> {
+        // Slack caps a page at 1,000 messages.
+        let limit = limit.clamp(1, 1000);
+        let query = [("channel", channel.to_string()), ("ts", thread_ts.to_string()), ("limit", limit.to_string())];
+        let answer = self.call("conversations.replies", Payload::Query(&query), true).await?;
+        Ok(thread_messages(&answer, limit as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "xoxb-unit-test-token";
+
+    #[test]
+    fn classifies_web_api_answers() {
+        let ok = classify(200, None, br#"{"ok":true,"ts":"1.2"}"#);
+        assert_eq!(ok, Attempt::Done(json!({"ok": true, "ts": "1.2"})));
+        assert_eq!(
+            classify(200, None, br#"{"ok":false,"error":"channel_not_found"}"#),
+            Attempt::Fail("channel_not_found".into())
+        );
+        assert_eq!(classify(200, None, br#"{"ok":false}"#), Attempt::Fail("unknown_error".into()));
+        assert_eq!(
+            classify(200, Some("7"), br#"{"ok":false,"error":"ratelimited"}"#),
+            Attempt::RateLimited(Duration::from_secs(7))
+        );
+        assert_eq!(classify(429, Some("3"), b""), Attempt::RateLimited(Duration::from_secs(3)));
+        assert_eq!(classify(429, Some("soon"), b""), Attempt::RateLimited(DEFAULT_RETRY_AFTER));
+        assert_eq!(classify(429, None, b""), Attempt::RateLimited(DEFAULT_RETRY_AFTER));
+        assert_eq!(classify(503, None, b"<html>"), Attempt::Transient("http_503".into()));
+        assert_eq!(classify(500, None, br#"{"ok":true}"#), Attempt::Transient("http_500".into()));
+        assert_eq!(classify(404, None, b"not found"), Attempt::Fail("http_404".into()));
+        assert_eq!(
+            classify(400, None, br#"{"ok":false,"error":"invalid_arguments"}"#),
+            Attempt::Fail("invalid_arguments".into())
+        );
+        assert_eq!(classify(200, None, b"<html>"), Attempt::Fail("invalid_response".into()));
+    }
+
+    #[test]
+    fn maps_thread_messages() {
+        let answer = json!({
+            "ok": true,
+            "messages": [
+                {"type": "message", "user": "U1", "text": "question", "ts": "1.000001", "thread_ts": "1.000001"},
+                {"type": "message", "user": "UBOT", "bot_id": "B1", "text": "answer", "ts": "1.000002"},
+                {"type": "message", "subtype": "bot_message", "bot_id": "B2", "ts": "1.000003"},
+                {"type": "message", "user": "U2", "bot_id": null, "text": "more", "ts": "1.000004"},
+                {"type": "message", "text": "no ts"}
+            ]
+        });
+        let messages = thread_messages(&answer, 10);
+        assert_eq!(messages.len(), 4);
+        assert_eq!(
+            messages[0],
+            ThreadMessage { user: Some("U1".into()), bot: false, ts: "1.000001".into(), text: "question".into() }
+        );
+        assert!(messages[1].bot && messages[2].bot && !messages[3].bot);
+        assert_eq!(messages[2].user, None);
+        assert_eq!(messages[2].text, "");
+        assert_eq!(thread_messages(&answer, 2).len(), 2);
+        assert!(thread_messages(&json!({"ok": true}), 10).is_empty());
+    }
+
+    #[test]
+    fn reaction_names_lose_their_colons() {
+        assert_eq!(reaction_name(":eyes:"), "eyes");
+        assert_eq!(reaction_name("white_check_mark"), "white_check_mark");
+    }
+
+    #[test]
+    fn new_validates_without_revealing_the_token() {
+        let client = SlackWebClient::new("http://127.0.0.1:9/api/", SecretString::from(TOKEN)).unwrap();
+        assert_eq!(client.api_base.as_str(), "http://127.0.0.1:9/api/");
+        assert_eq!(
+            client.api_base.join("chat.postMessage").unwrap().as_str(),
+            "http://127.0.0.1:9/api/chat.postMessage"
+        );
+        let debug = format!("{client:?}");
+        assert!(!debug.contains(TOKEN) && debug.contains("127.0.0.1"), "{debug}");
+        assert!(client.authorization.is_sensitive());
+
+        let e = SlackWebClient::new("not a url", SecretString::from(TOKEN)).unwrap_err().to_string();
+        assert!(e.contains("SLACK_API_BASE"), "{e}");
+        let e = SlackWebClient::new("ftp://example.com", SecretString::from(TOKEN)).unwrap_err().to_string();
+        assert!(e.contains("SLACK_API_BASE"), "{e}");
+        let e = SlackWebClient::new("https://slack.com/api", SecretString::from("  ")).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let bad = "xoxb-bad\ntoken";
+        let e = SlackWebClient::new("https://slack.com/api", SecretString::from(bad)).unwrap_err().to_string();
+        assert!(!e.contains("xoxb-bad"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_retried_then_reported_as_transport() {
+        // Port 9 (discard) is closed on loopback: every attempt fails to connect.
+        let client = SlackWebClient::new("http://127.0.0.1:9/api", SecretString::from(TOKEN))
+            .unwrap()
+            .with_backoff(Backoff { base: Duration::from_millis(1), cap: Duration::from_millis(2), max_attempts: 3 });
+        let err = client.post_message("C1", "1.0", "hi").await.unwrap_err();
+        assert_eq!(err.method, "chat.postMessage");
+        assert_eq!(err.error, "transport");
+        assert!(!err.to_string().contains(TOKEN));
+    }
+}

@@ -1,0 +1,9 @@
+//! Slack: request signatures, mrkdwn rendering and the Web API client.
+
+pub mod client;
+pub mod mrkdwn;
+pub mod signature;
+
+pub use client::SlackWebClient;
+pub use mrkdwn::{render_reply, split_message, to_mrkdwn, MAX_MESSAGE_CHARS};
+pub use signature::{sign, verify, SignatureError};

@@ -1,0 +1,857 @@
+//! The agent's Markdown as Slack mrkdwn, split into messages Slack will not truncate.
+//!
+//! Rendering walks pulldown-cmark events (never regexes), so emphasis, links and code are
+//! recognised exactly as CommonMark defines them.
+
+use pulldown_cmark::{Alignment, Event, LinkType, Options, Parser, Tag, TagEnd};
+
+/// The most characters [`render_reply`] puts in one message (Slack truncates text over 4,000).
+pub const MAX_MESSAGE_CHARS: usize = 3_900;
+
+/// [`split_message`] never splits into parts smaller than this, whatever it is asked.
+const MIN_SPLIT_CHARS: usize = 64;
+
+const BULLET: &str = "•";
+const RULE: &str = "──────────";
+
+/// Escapes the three characters Slack treats as markup: `&`, `<`, `>`.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Converts Markdown to Slack mrkdwn.
+pub fn to_mrkdwn(markdown: &str) -> String {
+    let mut options = Options::empty();
+    options.insert(Options::ENABLE_STRIKETHROUGH);
+    options.insert(Options::ENABLE_TABLES);
+    let mut renderer = Renderer::default();
+    for event in Parser::new_ext(markdown, options) {
+        renderer.event(event);
+    }
+    renderer.finish()
+}
+
+/// The answer as mrkdwn, then a `*Sources*` section when there are sources, split into
+/// messages of at most [`MAX_MESSAGE_CHARS`] characters. Empty when there is nothing to say.
+pub fn render_reply(answer_markdown: &str, sources: &[String]) -> Vec<String> {
+    let mut text = to_mrkdwn(answer_markdown);
+    let section = sources_section(sources);
+    if !section.is_empty() {
+        if !text.is_empty() {
+            text.push_str("\n\n");
+        }
+        text.push_str(&section);
+    }
+    split_message(&text, MAX_MESSAGE_CHARS)
+}
+
+/// `*Sources*` then one `• source` line per distinct source; URLs become links.
+fn sources_section(sources: &[String]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for source in sources.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if !seen.contains(&source) {
+            seen.push(source);
+        }
+    }
+    if seen.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("*Sources*");
+    for source in seen {
+        out.push('\n');
+        out.push_str(BULLET);
+        out.push(' ');
+        if is_web_url(source) {
+            out.push('<');
+            out.push_str(&link_target(source));
+            out.push('>');
+        } else {
+            out.push_str(&escape(source));
+        }
+    }
+    out
+}
+
+fn is_web_url(text: &str) -> bool {
+    (text.starts_with("https://") || text.starts_with("http://")) && !text.chars().any(char::is_whitespace)
+}
+
+/// A URL made safe inside `<...>`: characters that would end or split the link are
+/// percent-encoded. `&` stays as is (Slack accepts it inside the angle brackets).
+fn link_target(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    for c in url.trim().chars() {
+        match c {
+            '<' => out.push_str("%3C"),
+            '>' => out.push_str("%3E"),
+            '|' => out.push_str("%7C"),
+            ' ' => out.push_str("%20"),
+            '\n' | '\r' | '\t' => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Splits `text` into parts of at most `max_chars` characters (not bytes), preferring
+/// paragraph, then line, then word boundaries. A part that ends inside a code block gets a
+/// closing fence, and the next part reopens it. `max_chars` below 64 is treated as 64.
+pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
+    let max = max_chars.max(MIN_SPLIT_CHARS);
+    // Room for "\n" + the longest closing fence this text could need.
+    let reserve = 1 + text.lines().filter_map(fence_prefix).map(|prefix| prefix.chars().count() + 3).max().unwrap_or(3);
+
+    let mut parts = Vec::new();
+    let mut rest = text.trim_end().trim_start_matches(['\n', '\r']);
+    let mut reopen: Option<String> = None;
+    while !rest.trim().is_empty() {
+        let head = match reopen.take() {
+            Some(fence) => fence + "\n",
+            None => String::new(),
+        };
+        let head_chars = head.chars().count();
+        if head_chars + rest.chars().count() <= max {
+            parts.push(head + rest);
+            break;
+        }
+
+        let budget = max.saturating_sub(head_chars).max(1);
+        let mut cut = find_cut(rest, budget);
+        let mut open = open_fence_after(&head, &rest[..cut.at]);
+        if open.is_some() {
+            // Ending inside code: leave room for the closing fence.
+            cut = find_cut(rest, budget.saturating_sub(reserve).max(1));
+            open = open_fence_after(&head, &rest[..cut.at]);
+        }
+        if let Some(fence) = &open {
+            // Never end a part on a bare opening fence: move it to the next part.
+            if let Some(start) = fence.start_in_piece {
+                if start > 0 && rest[start..cut.at].lines().skip(1).all(|l| l.trim().is_empty()) {
+                    cut = Cut { at: start, skip: 0 };
+                    open = open_fence_after(&head, &rest[..cut.at]);
+                }
+            }
+        }
+
+        let mut part = head;
+        part.push_str(&rest[..cut.at]);
+        let mut part = part.trim_end().to_string();
+        if let Some(fence) = open {
+            part.push('\n');
+            part.push_str(&fence.prefix);
+            part.push_str("```");
+            reopen = Some(fence.line);
+        }
+        if !part.trim().is_empty() {
+            parts.push(part);
+        }
+        rest = &rest[cut.at + cut.skip..];
+        if reopen.is_none() {
+            rest = rest.trim_start_matches(['\n', '\r']);
+        }
+    }
+    parts
+}
+
+/// Where to end a part: `at` bytes of the rest go in it, then `skip` bytes are dropped.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    at: usize,
+    skip: usize,
+}
+
+/// The best place to end a part of at most `budget` characters taken from the start of `rest`.
+fn find_cut(rest: &str, budget: usize) -> Cut {
+    let limit = rest.char_indices().nth(budget).map_or(rest.len(), |(i, _)| i);
+    if limit == rest.len() {
+        return Cut { at: limit, skip: 0 };
+    }
+    // Candidate ends are char boundaries in (0, limit]; the byte at `limit` starts the next part.
+    let candidates: Vec<usize> =
+        rest[..limit].char_indices().map(|(i, _)| i).skip(1).chain(std::iter::once(limit)).collect();
+    // A boundary too early would leave a stub of a message; take it only past a third.
+    let min_fill = limit / 3;
+    let newlines_at = |i: usize| rest[i..].bytes().take_while(|b| *b == b'\n' || *b == b'\r').count();
+    let last = |pred: &dyn Fn(usize) -> bool| candidates.iter().rev().copied().find(|&i| i >= min_fill && pred(i));
+
+    if let Some(i) = last(&|i| rest[i..].starts_with("\n\n") || rest[i..].starts_with("\r\n\r\n")) {
+        return Cut { at: i, skip: newlines_at(i) };
+    }
+    if let Some(i) = last(&|i| rest[i..].starts_with('\n') || rest[i..].starts_with("\r\n")) {
+        return Cut { at: i, skip: newlines_at(i) };
+    }
+    if let Some(i) = last(&|i| rest[i..].starts_with([' ', '\t'])) {
+        return Cut { at: i, skip: 1 };
+    }
+    Cut { at: limit, skip: 0 }
+}
+
+/// A code fence left open at the end of a piece of text.
+struct OpenFence {
+    /// The opening fence line, to reopen with.
+    line: String,
+    /// What precedes its backticks (indentation, `> `), to close with.
+    prefix: String,
+    /// Where the opening line starts in the piece, when it is in the piece and not the head.
+    start_in_piece: Option<usize>,
+}
+
+/// Whether `head` + `piece` ends inside a code block, and which fence opened it.
+fn open_fence_after(head: &str, piece: &str) -> Option<OpenFence> {
+    let mut open: Option<OpenFence> = None;
+    let mut scan = |text: &str, in_piece: bool| {
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            let start = offset;
+            offset += line.len();
+            let line = line.trim_end_matches(['\n', '\r']);
+            let Some(prefix) = fence_prefix(line) else { continue };
+            if line[prefix.len()..].matches("```").count() % 2 == 0 {
+                continue; // ```inline``` on one line opens and closes
+            }
+            open = match open.take() {
+                Some(_) => None,
+                None => Some(OpenFence {
+                    line: line.to_string(),
+                    prefix: prefix.to_string(),
+                    start_in_piece: in_piece.then_some(start),
+                }),
+            };
+        }
+    };
+    scan(head, false);
+    scan(piece, true);
+    open
+}
+
+/// For a fence line (optional indentation and `>` quote markers, then ```), what precedes
+/// the backticks.
+fn fence_prefix(line: &str) -> Option<&str> {
+    let stripped = line.trim_start_matches([' ', '\t', '>']);
+    stripped.starts_with("```").then(|| &line[..line.len() - stripped.len()])
+}
+
+/// A block container the current line sits in.
+enum Container {
+    Quote,
+    /// A list item: its marker until the first line is written, then indentation.
+    Item {
+        marker: Option<String>,
+        indent: usize,
+    },
+}
+
+/// A link or image whose label is being collected.
+struct PendingLink {
+    url: String,
+    link_type: LinkType,
+    /// The label as plain text (unescaped).
+    label: String,
+}
+
+#[derive(Default)]
+struct Table {
+    alignments: Vec<Alignment>,
+    rows: Vec<Vec<String>>,
+    row: Vec<String>,
+    cell: String,
+}
+
+#[derive(Default)]
+struct Renderer {
+    out: String,
+    containers: Vec<Container>,
+    /// One per open list: the next number, or None for bullets.
+    lists: Vec<Option<u64>>,
+    /// Whether the current output line has been started (its prefix written).
+    line_open: bool,
+    /// A block ended: the next block is separated by a blank line (outside list items).
+    gap_pending: bool,
+    heading_depth: usize,
+    in_code_block: bool,
+    links: Vec<PendingLink>,
+    table: Option<Table>,
+}
+
+impl Renderer {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Start(tag) => self.start(tag),
+            Event::End(tag) => self.end(tag),
+            Event::Text(text) => {
+                if self.in_code_block {
+                    self.write(&escape(&text));
+                } else {
+                    self.inline_text(&text);
+                }
+            }
+            Event::Code(code) => self.inline_code(&code),
+            Event::Html(html) => self.write(&escape(&html)),
+            Event::InlineHtml(html) => {
+                let tag: String = html.chars().filter(|c| !c.is_whitespace()).collect();
+                if matches!(tag.to_ascii_lowercase().as_str(), "<br>" | "<br/>") {
+                    self.line_break();
+                } else {
+                    self.inline_text(&html);
+                }
+            }
+            Event::SoftBreak | Event::HardBreak => self.line_break(),
+            Event::Rule => {
+                self.start_block();
+                self.write(RULE);
+                self.end_block();
+            }
+            Event::TaskListMarker(done) => self.inline_text(if done { "☑ " } else { "☐ " }),
+            Event::FootnoteReference(name) => self.inline_text(&format!("[{name}]")),
+            Event::InlineMath(math) | Event::DisplayMath(math) => self.inline_code(&math),
+        }
+    }
+
+    fn start(&mut self, tag: Tag<'_>) {
+        match tag {
+            Tag::Paragraph | Tag::HtmlBlock => self.start_block(),
+            Tag::Heading { .. } => {
+                self.start_block();
+                self.heading_depth += 1;
+                self.write("*");
+            }
+            Tag::BlockQuote(_) => {
+                self.start_block();
+                self.containers.push(Container::Quote);
+            }
+            Tag::CodeBlock(_) => {
+                // The language is dropped: Slack shows it as the first line of code.
+                self.start_block();
+                self.write("```\n");
+                self.in_code_block = true;
+            }
+            Tag::List(start) => {
+                self.start_block();
+                self.lists.push(start);
+            }
+            Tag::Item => {
+                self.end_line();
+                let marker = match self.lists.last_mut() {
+                    Some(Some(n)) => {
+                        let marker = format!("{n}. ");
+                        *n += 1;
+                        marker
+                    }
+                    _ => format!("{BULLET} "),
+                };
+                let indent = marker.chars().count().max(4);
+                self.containers.push(Container::Item { marker: Some(marker), indent });
+            }
+            Tag::Table(alignments) => {
+                self.start_block();
+                self.table = Some(Table { alignments, ..Table::default() });
+            }
+            Tag::TableHead | Tag::TableRow => {
+                if let Some(table) = &mut self.table {
+                    table.row.clear();
+                }
+            }
+            Tag::TableCell => {
+                if let Some(table) = &mut self.table {
+                    table.cell.clear();
+                }
+            }
+            Tag::Emphasis => self.marker("_"),
+            // A heading is already bold; nested asterisks would end it early.
+            Tag::Strong if self.heading_depth == 0 => self.marker("*"),
+            Tag::Strikethrough => self.marker("~"),
+            Tag::Link { link_type, dest_url, .. } | Tag::Image { link_type, dest_url, .. } => {
+                self.links.push(PendingLink { url: dest_url.to_string(), link_type, label: String::new() });
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, tag: TagEnd) {
+        match tag {
+            TagEnd::Paragraph | TagEnd::HtmlBlock => self.end_block(),
+            TagEnd::Heading(_) => {
+                self.write("*");
+                self.heading_depth = self.heading_depth.saturating_sub(1);
+                self.end_block();
+            }
+            TagEnd::BlockQuote(_) => {
+                self.end_line();
+                self.containers.pop();
+                self.end_block();
+            }
+            TagEnd::CodeBlock => {
+                self.end_line();
+                self.write("```");
+                self.in_code_block = false;
+                self.end_block();
+            }
+            TagEnd::List(_) => {
+                self.lists.pop();
+                self.end_block();
+            }
+            TagEnd::Item => {
+                // An empty item still shows its marker.
+                if matches!(self.containers.last(), Some(Container::Item { marker: Some(_), .. })) {
+                    self.open_line();
+                }
+                self.end_line();
+                self.containers.pop();
+            }
+            TagEnd::TableCell => {
+                if let Some(table) = &mut self.table {
+                    let cell = std::mem::take(&mut table.cell);
+                    table.row.push(cell.trim().to_string());
+                }
+            }
+            TagEnd::TableHead | TagEnd::TableRow => {
+                if let Some(table) = &mut self.table {
+                    let row = std::mem::take(&mut table.row);
+                    table.rows.push(row);
+                }
+            }
+            TagEnd::Table => {
+                if let Some(table) = self.table.take() {
+                    self.write("```\n");
+                    for line in render_table(&table) {
+                        self.write(&escape(&line));
+                        self.newline();
+                    }
+                    self.write("```");
+                }
+                self.end_block();
+            }
+            TagEnd::Emphasis => self.marker("_"),
+            TagEnd::Strong if self.heading_depth == 0 => self.marker("*"),
+            TagEnd::Strikethrough => self.marker("~"),
+            TagEnd::Link | TagEnd::Image => {
+                if let Some(link) = self.links.pop() {
+                    self.finish_link(link);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_link(&mut self, link: PendingLink) {
+        let label = link.label.trim().to_string();
+        let url = match link.link_type {
+            LinkType::Email if !link.url.starts_with("mailto:") => format!("mailto:{}", link.url),
+            _ => link.url.trim().to_string(),
+        };
+        if let Some(parent) = self.links.last_mut() {
+            // An image inside a link label contributes its alt text.
+            parent.label.push_str(&label);
+            return;
+        }
+        // Slack only links absolute URLs; a relative one is shown as text.
+        let linkable = url.contains(':') && !url.is_empty();
+        let same = label.is_empty() || label == url;
+        if let Some(table) = &mut self.table {
+            // Inside a code block a link cannot be clickable: show both parts.
+            let text = if same { url } else { format!("{label} ({url})") };
+            table.cell.push_str(&text);
+            return;
+        }
+        let rendered = match (linkable, same) {
+            (true, true) => format!("<{}>", link_target(&url)),
+            (true, false) => format!("<{}|{}>", link_target(&url), escape(&label)),
+            (false, true) => escape(&url),
+            (false, false) => format!("{} ({})", escape(&label), escape(&url)),
+        };
+        self.write(&rendered);
+    }
+
+    /// Plain inline text: into a pending link label, a table cell, or the output (escaped).
+    fn inline_text(&mut self, text: &str) {
+        if let Some(link) = self.links.last_mut() {
+            link.label.push_str(text);
+        } else if let Some(table) = &mut self.table {
+            table.cell.push_str(text);
+        } else {
+            self.write(&escape(text));
+        }
+    }
+
+    fn inline_code(&mut self, code: &str) {
+        if let Some(link) = self.links.last_mut() {
+            link.label.push_str(code);
+        } else if let Some(table) = &mut self.table {
+            table.cell.push_str(code);
+        } else {
+            self.write(&format!("`{}`", escape(code)));
+        }
+    }
+
+    /// Formatting marks are dropped where Slack would not render them (labels, tables).
+    fn marker(&mut self, mark: &str) {
+        if self.links.is_empty() && self.table.is_none() {
+            self.write(mark);
+        }
+    }
+
+    fn line_break(&mut self) {
+        if let Some(link) = self.links.last_mut() {
+            link.label.push(' ');
+        } else if let Some(table) = &mut self.table {
+            table.cell.push(' ');
+        } else {
+            self.newline();
+        }
+    }
+
+    /// Writes already-escaped text, starting each line with the containers' prefix.
+    fn write(&mut self, text: &str) {
+        for (i, segment) in text.split('\n').enumerate() {
+            if i > 0 {
+                self.newline();
+            }
+            if !segment.is_empty() {
+                self.open_line();
+                self.out.push_str(segment);
+            }
+        }
+    }
+
+    fn open_line(&mut self) {
+        if !self.line_open {
+            let prefix = self.prefix(true);
+            self.out.push_str(&prefix);
+            self.line_open = true;
+        }
+    }
+
+    fn newline(&mut self) {
+        if !self.line_open {
+            let prefix = self.prefix(false);
+            self.out.push_str(prefix.trim_end());
+        }
+        self.out.push('\n');
+        self.line_open = false;
+    }
+
+    fn end_line(&mut self) {
+        if self.line_open {
+            self.out.push('\n');
+            self.line_open = false;
+        }
+    }
+
+    /// The start of a line inside the current containers; `first` consumes pending list markers.
+    fn prefix(&mut self, first: bool) -> String {
+        let mut prefix = String::new();
+        for container in &mut self.containers {
+            match container {
+                Container::Quote => prefix.push_str("> "),
+                Container::Item { marker, indent } => match marker.take_if(|_| first) {
+                    Some(marker) => prefix.push_str(&marker),
+                    None => prefix.extend(std::iter::repeat_n(' ', *indent)),
+                },
+            }
+        }
+        prefix
+    }
+
+    fn in_item(&self) -> bool {
+        self.containers.iter().any(|c| matches!(c, Container::Item { .. }))
+    }
+
+    fn start_block(&mut self) {
+        self.end_line();
+        if self.gap_pending && !self.out.is_empty() && !self.in_item() {
+            self.newline();
+        }
+        self.gap_pending = false;
+    }
+
+    fn end_block(&mut self) {
+        self.end_line();
+        self.gap_pending = true;
+    }
+
+    fn finish(self) -> String {
+        self.out.trim_end().trim_start_matches('\n').to_string()
+    }
+}
+
+/// A table as aligned plain-text lines: header, a dashed rule, then the rows.
+fn render_table(table: &Table) -> Vec<String> {
+    let columns = table.rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![1usize; columns];
+    for row in &table.rows {
+        for (c, cell) in row.iter().enumerate() {
+            widths[c] = widths[c].max(cell.chars().count());
+        }
+    }
+    let mut lines = Vec::with_capacity(table.rows.len() + 1);
+    for (r, row) in table.rows.iter().enumerate() {
+        let cells: Vec<String> = (0..columns)
+            .map(|c| {
+                let cell = row.get(c).map_or("", String::as_str);
+                let alignment = table.alignments.get(c).copied().unwrap_or(Alignment::None);
+                pad(cell, widths[c], alignment)
+            })
+            .collect();
+        lines.push(cells.join("  ").trim_end().to_string());
+        if r == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            lines.push(rule.join("  "));
+        }
+    }
+    lines
+}
+
+fn pad(cell: &str, width: usize, alignment: Alignment) -> String {
+    let fill = width.saturating_sub(cell.chars().count());
+    let (left, right) = match alignment {
+        Alignment::Right => (fill, 0),
+        Alignment::Center => (fill / 2, fill - fill / 2),
+        Alignment::Left | Alignment::None => (0, fill),
+    };
+    format!("{}{cell}{}", " ".repeat(left), " ".repeat(right))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fences(part: &str) -> usize {
+        part.lines().filter(|l| fence_prefix(l).is_some()).count()
+    }
+
+    #[test]
+    fn inline_formatting() {
+        assert_eq!(to_mrkdwn("**bold** and __also__"), "*bold* and *also*");
+        assert_eq!(to_mrkdwn("*it* and _it_"), "_it_ and _it_");
+        assert_eq!(to_mrkdwn("~~gone~~"), "~gone~");
+        assert_eq!(to_mrkdwn("***both***"), "_*both*_");
+        assert_eq!(to_mrkdwn("use `cargo build` now"), "use `cargo build` now");
+    }
+
+    #[test]
+    fn escapes_text_but_not_link_urls() {
+        assert_eq!(to_mrkdwn("a < b && c > d"), "a &lt; b &amp;&amp; c &gt; d");
+        assert_eq!(to_mrkdwn("AT&amp;T"), "AT&amp;T", "an entity is decoded once and re-escaped once");
+        assert_eq!(
+            to_mrkdwn("[Q&A <1>](https://example.com/search?q=a&b=c)"),
+            "<https://example.com/search?q=a&b=c|Q&amp;A &lt;1&gt;>"
+        );
+        assert_eq!(to_mrkdwn("`if a < b && c`"), "`if a &lt; b &amp;&amp; c`");
+        // Characters that would break the link syntax are percent-encoded in the URL.
+        assert_eq!(to_mrkdwn("[x](<https://e.com/a|b c>)"), "<https://e.com/a%7Cb%20c|x>");
+    }
+
+    #[test]
+    fn links_autolinks_and_images() {
+        assert_eq!(to_mrkdwn("see [the docs](https://docs.example.com)"), "see <https://docs.example.com|the docs>");
+        assert_eq!(to_mrkdwn("<https://example.com>"), "<https://example.com>");
+        assert_eq!(to_mrkdwn("[https://x.io](https://x.io)"), "<https://x.io>");
+        assert_eq!(to_mrkdwn("<ops@example.com>"), "<mailto:ops@example.com|ops@example.com>");
+        assert_eq!(to_mrkdwn("![a chart](https://img.example.com/c.png)"), "<https://img.example.com/c.png|a chart>");
+        assert_eq!(to_mrkdwn("![](https://img.example.com/c.png)"), "<https://img.example.com/c.png>");
+        assert_eq!(to_mrkdwn("[**bold** label](https://e.com)"), "<https://e.com|bold label>");
+        assert_eq!(to_mrkdwn("[rel](/docs/a)"), "rel (/docs/a)");
+    }
+
+    #[test]
+    fn headings_stand_on_their_own_lines() {
+        assert_eq!(to_mrkdwn("# Title\nbody text"), "*Title*\n\nbody text");
+        assert_eq!(to_mrkdwn("intro\n\n## Sub **bold** _it_\n\nmore"), "intro\n\n*Sub bold _it_*\n\nmore");
+    }
+
+    #[test]
+    fn nested_lists_are_indented() {
+        let md = "- one\n- two\n  - two a\n  - two b\n    1. deep\n- three\n\n1. first\n2. second\n\n3. third";
+        let expected =
+            "• one\n• two\n    • two a\n    • two b\n        1. deep\n• three\n\n1. first\n2. second\n3. third";
+        assert_eq!(to_mrkdwn(md), expected);
+        assert_eq!(to_mrkdwn("7. seven\n8. eight"), "7. seven\n8. eight");
+        assert_eq!(to_mrkdwn("para\n\n- a\n- b\n\nafter"), "para\n\n• a\n• b\n\nafter");
+    }
+
+    #[test]
+    fn code_blocks_keep_their_content_and_drop_the_language() {
+        let md = "Run:\n\n```rust\nfn main() { if a < b && c > d { println!(\"**x**\"); } }\n\n// end\n```\n\ndone";
+        let expected =
+            "Run:\n\n```\nfn main() { if a &lt; b &amp;&amp; c &gt; d { println!(\"**x**\"); } }\n\n// end\n```\n\ndone";
+        assert_eq!(to_mrkdwn(md), expected);
+        // Already-escaped-looking text in code is shown literally, so it is escaped once more.
+        assert_eq!(to_mrkdwn("```\n&lt;\n```"), "```\n&amp;lt;\n```");
+        // A code block in a list item keeps the item's indentation.
+        assert_eq!(to_mrkdwn("- step:\n\n  ```\n  ls\n  ```"), "• step:\n    ```\n    ls\n    ```");
+    }
+
+    #[test]
+    fn block_quotes_breaks_and_rules() {
+        assert_eq!(to_mrkdwn("> quoted\n> more\n\n> again"), "> quoted\n> more\n\n> again");
+        assert_eq!(to_mrkdwn("> para one\n>\n> para two"), "> para one\n>\n> para two");
+        assert_eq!(to_mrkdwn("line one  \nline two\nline three"), "line one\nline two\nline three");
+        assert_eq!(to_mrkdwn("a<br>b"), "a\nb");
+        assert_eq!(to_mrkdwn("above\n\n---\n\nbelow"), format!("above\n\n{RULE}\n\nbelow"));
+    }
+
+    #[test]
+    fn tables_become_aligned_code_blocks() {
+        let md = "| Model | Tokens | Cost |\n|:--|--:|:-:|\n| claude & co | 1200 | $1 |\n| `titan` | 5 | $0.10 |";
+        let expected = "```\nModel        Tokens  Cost\n-----------  ------  -----\nclaude &amp; co    1200   $1\ntitan             5  $0.10\n```";
+        assert_eq!(to_mrkdwn(md), expected);
+        let md = "before\n\n| a | b |\n|---|---|\n| [x](https://e.com) | **y** |\n\nafter";
+        assert_eq!(
+            to_mrkdwn(md),
+            "before\n\n```\na                  b\n-----------------  -\nx (https://e.com)  y\n```\n\nafter"
+        );
+    }
+
+    #[test]
+    fn plain_text_passes_through() {
+        assert_eq!(to_mrkdwn(""), "");
+        assert_eq!(to_mrkdwn("Hello, world."), "Hello, world.");
+        assert_eq!(to_mrkdwn("one\n\ntwo"), "one\n\ntwo");
+        assert_eq!(to_mrkdwn("héllo — ünïcode 日本"), "héllo — ünïcode 日本");
+    }
+
+    #[test]
+    fn short_text_is_one_part() {
+        assert_eq!(split_message("hello", 100), vec!["hello".to_string()]);
+        assert!(split_message("", 100).is_empty());
+        assert!(split_message("  \n\n ", 100).is_empty());
+    }
+
+    #[test]
+    fn splits_at_paragraphs_then_lines_then_words() {
+        let para = "word ".repeat(10).trim_end().to_string(); // 49 chars
+        let text = format!("{para}\n\n{para}\n\n{para}");
+        let parts = split_message(&text, 110);
+        assert_eq!(parts, vec![format!("{para}\n\n{para}"), para.clone()]);
+
+        let text = format!("{para}\n{para}\n{para}");
+        let parts = split_message(&text, 110);
+        assert_eq!(parts, vec![format!("{para}\n{para}"), para.clone()]);
+
+        let text = "word ".repeat(40);
+        let parts = split_message(&text, 64);
+        assert!(parts.iter().all(|p| p.chars().count() <= 64 && !p.starts_with(' ') && !p.ends_with(' ')));
+        assert_eq!(parts.join(" "), text.trim_end());
+
+        // No boundary at all: a hard cut, nothing lost.
+        let text = "x".repeat(200);
+        let parts = split_message(&text, 64);
+        assert_eq!(parts.concat(), text);
+        assert!(parts.iter().all(|p| p.chars().count() <= 64));
+    }
+
+    #[test]
+    fn counts_chars_not_bytes() {
+        let text = "日本語 ".repeat(50); // 200 chars, 500 bytes
+        let parts = split_message(&text, 100);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.chars().count() <= 100), "{parts:?}");
+        assert_eq!(parts.join(" "), text.trim_end());
+    }
+
+    #[test]
+    fn a_split_inside_code_closes_and_reopens_the_fence() {
+        let code: String = (0..40).map(|i| format!("let value_{i} = {i};\n")).collect();
+        let text = format!("Here is the code:\n```\n{code}```\nThat is all.");
+        let parts = split_message(&text, 200);
+        assert!(parts.len() > 2, "{parts:?}");
+        for part in &parts {
+            assert!(part.chars().count() <= 200, "{part}");
+            assert_eq!(fences(part) % 2, 0, "unbalanced fences in {part:?}");
+        }
+        assert!(parts[1].starts_with("```\nlet value_"), "{:?}", parts[1]);
+        let rejoined: String = parts.join("\n").replace("```\n```\n", "");
+        for i in 0..40 {
+            assert!(rejoined.contains(&format!("let value_{i} = {i};")), "{i} lost");
+        }
+        assert!(parts.last().is_some_and(|p| p.ends_with("That is all.")));
+    }
+
+    #[test]
+    fn a_part_never_ends_on_a_bare_opening_fence() {
+        let prose = "Some words here. ".repeat(6); // ~100 chars
+        let text = format!("{prose}\n```\n{}\n```", "code line\n".repeat(20));
+        let parts = split_message(&text, 110);
+        for part in &parts {
+            assert!(!part.ends_with("```\n```"), "{part:?}");
+            assert_eq!(fences(part) % 2, 0, "{part:?}");
+        }
+        assert_eq!(parts[0], prose.trim_end());
+    }
+
+    #[test]
+    fn quoted_and_indented_fences_reopen_with_their_prefix() {
+        let code: String = (0..30).map(|i| format!("    line {i}\n")).collect();
+        let text = format!("• step\n    ```\n{code}    ```");
+        let parts = split_message(&text, 120);
+        assert!(parts.len() > 1);
+        for part in &parts[1..] {
+            assert!(part.starts_with("    ```\n"), "{part:?}");
+        }
+        for part in &parts {
+            assert!(part.chars().count() <= 120);
+            assert_eq!(fences(part) % 2, 0, "{part:?}");
+        }
+    }
+
+    #[test]
+    fn render_reply_lists_sources() {
+        let sources = vec![
+            "https://wiki.example.com/runbook?a=1&b=2".to_string(),
+            "s3://kb-bucket/policies/leave <2024>.pdf".to_string(),
+            "https://wiki.example.com/runbook?a=1&b=2".to_string(),
+            " ".to_string(),
+        ];
+        let parts = render_reply("**Answer**: yes.", &sources);
+        assert_eq!(
+            parts,
+            vec![
+                "*Answer*: yes.\n\n*Sources*\n• <https://wiki.example.com/runbook?a=1&b=2>\n• s3://kb-bucket/policies/leave &lt;2024&gt;.pdf"
+                    .to_string()
+            ]
+        );
+        assert_eq!(render_reply("just this", &[]), vec!["just this".to_string()]);
+        assert!(render_reply("", &[]).is_empty());
+    }
+
+    #[test]
+    fn render_reply_splits_a_long_answer() {
+        let mut md = String::new();
+        let mut i = 0;
+        while md.chars().count() < 10_000 {
+            md.push_str(&format!(
+                "## Section {i}\n\nParagraph {i} with **bold**, a [link](https://e.com/{i}) & text. "
+            ));
+            md.push_str(&"Filler sentence for length. ".repeat(8));
+            md.push_str(&format!("\n\n- item {i}a\n- item {i}b\n\n```\ncode {i} < 1\n"));
+            md.push_str(&"more code line\n".repeat(10));
+            md.push_str("```\n\n");
+            i += 1;
+        }
+        let sources: Vec<String> = (0..5).map(|n| format!("https://docs.example.com/{n}")).collect();
+        let parts = render_reply(&md, &sources);
+        assert!(parts.len() >= 3, "{}", parts.len());
+        for part in &parts {
+            assert!(part.chars().count() <= MAX_MESSAGE_CHARS, "{}", part.chars().count());
+            assert_eq!(fences(part) % 2, 0, "unbalanced: {part}");
+            assert!(!part.trim().is_empty());
+        }
+        let all = parts.join("\n");
+        for n in 0..i {
+            assert!(all.contains(&format!("*Section {n}*")), "section {n} lost");
+            assert!(all.contains(&format!("code {n} &lt; 1")), "code {n} lost");
+            assert!(all.contains(&format!("<https://e.com/{n}|link>")), "link {n} lost");
+        }
+        assert!(parts.last().is_some_and(|p| p.ends_with("• <https://docs.example.com/4>")));
+        assert!(!all.contains("**"));
+    }
+}

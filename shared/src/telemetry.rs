@@ -1,0 +1,195 @@
+//! JSON logging and CloudWatch Embedded Metric Format (EMF): metrics as structured log lines,
+//! no API call on the request path.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+
+/// Sets up JSON logs on stdout in the shape Lambda's JSON log format expects.
+/// `RUST_LOG` (or `AWS_LAMBDA_LOG_LEVEL`) sets the level; default info.
+pub fn init_logging() {
+    let level = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
+        .unwrap_or_else(|_| "info".to_string());
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// A metric unit understood by CloudWatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    None,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::None => "None",
+        }
+    }
+}
+
+type Sink = Arc<Mutex<dyn Write + Send>>;
+
+/// Writes EMF documents. Clone freely; clones share the output.
+#[derive(Clone)]
+pub struct Metrics {
+    namespace: String,
+    out: Sink,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").field("namespace", &self.namespace).finish()
+    }
+}
+
+impl Metrics {
+    /// Metrics to stdout, where Lambda's log pipeline turns EMF lines into metrics.
+    pub fn stdout(namespace: impl Into<String>) -> Self {
+        Metrics { namespace: namespace.into(), out: Arc::new(Mutex::new(std::io::stdout())) }
+    }
+
+    /// Metrics into a shared buffer (tests read the lines back).
+    pub fn capture(namespace: impl Into<String>) -> (Self, Arc<Mutex<Vec<u8>>>) {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let out: Sink = Arc::new(Mutex::new(SharedBuf(buf.clone())));
+        (Metrics { namespace: namespace.into(), out }, buf)
+    }
+
+    /// The namespace metrics go to.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Starts one EMF document with the given dimensions (name, value).
+    pub fn record(&self, dimensions: &[(&str, &str)]) -> MetricSet<'_> {
+        MetricSet {
+            metrics: self,
+            dimensions: dimensions.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            values: Vec::new(),
+            properties: Map::new(),
+        }
+    }
+
+    /// Emits a single count metric with the given dimensions.
+    pub fn count(&self, name: &str, value: f64, dimensions: &[(&str, &str)]) {
+        self.record(dimensions).put(name, value, Unit::Count).emit();
+    }
+}
+
+/// One EMF document under construction: metrics sharing one dimension set.
+pub struct MetricSet<'a> {
+    metrics: &'a Metrics,
+    dimensions: Vec<(String, String)>,
+    values: Vec<(String, f64, Unit)>,
+    properties: Map<String, Value>,
+}
+
+impl MetricSet<'_> {
+    /// Adds a metric value.
+    pub fn put(mut self, name: &str, value: f64, unit: Unit) -> Self {
+        self.values.push((name.to_string(), value, unit));
+        self
+    }
+
+    /// Adds a searchable property that is not a dimension (e.g. an event id).
+    pub fn property(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.properties.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Writes the document as one line.
+    pub fn emit(self) {
+        if self.values.is_empty() {
+            return;
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let dim_names: Vec<&str> = self.dimensions.iter().map(|(k, _)| k.as_str()).collect();
+        let defs: Vec<Value> = self.values.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u.as_str()})).collect();
+        let mut doc = Map::new();
+        doc.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.metrics.namespace,
+                    "Dimensions": [dim_names],
+                    "Metrics": defs,
+                }]
+            }),
+        );
+        for (k, v) in &self.dimensions {
+            doc.insert(k.clone(), Value::String(v.clone()));
+        }
+        for (n, v, _) in &self.values {
+            doc.insert(n.clone(), json!(v));
+        }
+        for (k, v) in self.properties {
+            doc.entry(k).or_insert(v);
+        }
+        let line = Value::Object(doc).to_string();
+        if let Ok(mut out) = self.metrics.out.lock() {
+            // A failed metrics write must never fail the request.
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Parses captured EMF lines (for tests and the local stack).
+pub fn parse_emf(buf: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(buf).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emits_one_emf_document_per_set() {
+        let (m, buf) = Metrics::capture("BedrockUsage");
+        m.record(&[("AgentId", "A1"), ("ModelId", "m")])
+            .put("InputTokens", 10.0, Unit::Count)
+            .put("OutputTokens", 5.0, Unit::Count)
+            .property("event_id", "Ev1")
+            .emit();
+        m.count("SchemaDrift", 1.0, &[("EventType", "weird")]);
+        let docs = parse_emf(&buf.lock().unwrap());
+        assert_eq!(docs.len(), 2);
+        let d = &docs[0];
+        let cw = &d["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(cw["Namespace"], "BedrockUsage");
+        assert_eq!(cw["Dimensions"][0], json!(["AgentId", "ModelId"]));
+        assert_eq!(cw["Metrics"][1]["Name"], "OutputTokens");
+        assert_eq!(d["InputTokens"], 10.0);
+        assert_eq!(d["AgentId"], "A1");
+        assert_eq!(d["event_id"], "Ev1");
+        assert_eq!(docs[1]["SchemaDrift"], 1.0);
+    }
+}

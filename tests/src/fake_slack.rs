@@ -1,0 +1,424 @@
+//! A fake Slack Web API on loopback: it records every call (method, parameters, whether the bot
+//! token was presented), answers like Slack does, keeps threads for `conversations.replies`, and
+//! injects faults (rate limits, 5xx, Slack errors) on demand.
+//!
+//! The server runs on its own thread and runtime, so one instance ([`FakeSlack::shared`]) can
+//! serve every test of a binary concurrently; tests keep apart by using their own channel ids.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+
+/// The bot token the fake expects unless started with [`FakeSlack::new_with_token`].
+pub const BOT_TOKEN: &str = "xoxb-test-token";
+/// The bot's user id, as `auth.test` reports it and as posted messages carry it.
+pub const BOT_USER_ID: &str = "UBOT";
+/// The bot's bot id.
+pub const BOT_ID: &str = "BBOT";
+/// The workspace id.
+pub const TEAM_ID: &str = "T0001";
+
+/// A failure to inject into the next matching call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 429 with `Retry-After: <secs>` and `{"ok":false,"error":"ratelimited"}`.
+    RateLimited { retry_after_secs: u64 },
+    /// HTTP 500 with an HTML body.
+    ServerError,
+    /// HTTP 200 with `{"ok":false,"error":<this>}`.
+    SlackError(String),
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedCall {
+    /// The Web API method, e.g. `chat.postMessage`.
+    pub method: String,
+    /// `GET` or `POST`.
+    pub http_method: String,
+    /// The query string and the body (JSON or form-encoded) merged into one JSON object;
+    /// form values are strings.
+    pub params: Value,
+    /// Whether `Authorization: Bearer <expected token>` was sent.
+    pub authorized: bool,
+    /// The raw query string and body, for checks on exactly what was sent.
+    pub raw_query: String,
+    pub raw_body: String,
+    /// Every request header except `Authorization`.
+    pub headers: Vec<(String, String)>,
+    /// The fault injected into this call, if any.
+    pub fault: Option<Fault>,
+}
+
+impl RecordedCall {
+    /// A string parameter (`""` when absent or not a string).
+    pub fn param(&self, name: &str) -> &str {
+        self.params.get(name).and_then(Value::as_str).unwrap_or_default()
+    }
+}
+
+struct PendingFault {
+    method: String,
+    channel: Option<String>,
+    fault: Fault,
+}
+
+#[derive(Default)]
+struct Store {
+    calls: Vec<RecordedCall>,
+    faults: Vec<PendingFault>,
+    /// (channel, thread ts) -> messages, oldest first.
+    threads: HashMap<(String, String), Vec<Value>>,
+    ts_counter: u64,
+}
+
+struct Inner {
+    token: String,
+    /// Unix seconds at start: posted messages get ts values after it.
+    base_secs: u64,
+    store: Mutex<Store>,
+}
+
+impl Inner {
+    fn store(&self) -> MutexGuard<'_, Store> {
+        // A panicking test must not take the shared fake down with it.
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running fake Slack Web API. Dropping it stops the server.
+pub struct FakeSlack {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for FakeSlack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeSlack").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Drop for FakeSlack {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl FakeSlack {
+    /// Starts a fake expecting [`BOT_TOKEN`] on 127.0.0.1 and an ephemeral port.
+    pub fn start() -> std::io::Result<FakeSlack> {
+        Self::new_with_token(BOT_TOKEN)
+    }
+
+    /// The fake shared by every test of this binary, started on first use.
+    pub fn shared() -> std::io::Result<&'static FakeSlack> {
+        static SHARED: OnceLock<Result<FakeSlack, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| FakeSlack::start().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| std::io::Error::other(format!("fake Slack did not start: {e}")))
+    }
+
+    /// Starts a fake that accepts `token` as the bot token.
+    pub fn new_with_token(token: &str) -> std::io::Result<FakeSlack> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fake-slack")
+            .enable_all()
+            .build()?;
+        let base_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1_700_000_000, |d| d.as_secs());
+        let inner = Arc::new(Inner { token: token.to_string(), base_secs, store: Mutex::new(Store::default()) });
+        let app = Router::new().fallback(handle).with_state(Arc::clone(&inner));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new().name("fake-slack".into()).spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("fake Slack: cannot listen: {e}");
+                        return;
+                    }
+                };
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        })?;
+        Ok(FakeSlack { addr, inner, shutdown: Some(shutdown) })
+    }
+
+    /// The Web API base URL to give a client, e.g. `http://127.0.0.1:PORT/api`.
+    pub fn api_base(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// Every call received so far, in order.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.inner.store().calls.clone()
+    }
+
+    /// The calls whose `channel` parameter is `channel`.
+    pub fn calls_for(&self, channel: &str) -> Vec<RecordedCall> {
+        self.inner
+            .store()
+            .calls
+            .iter()
+            .filter(|c| c.params.get("channel").and_then(Value::as_str) == Some(channel))
+            .cloned()
+            .collect()
+    }
+
+    /// The texts the bot posted in `channel` (successful `chat.postMessage` calls), in order.
+    pub fn posted_texts(&self, channel: &str) -> Vec<String> {
+        self.calls_for(channel)
+            .into_iter()
+            .filter(|c| c.method == "chat.postMessage" && c.fault.is_none() && c.authorized)
+            .map(|c| c.param("text").to_string())
+            .collect()
+    }
+
+    /// Sets the messages `conversations.replies` returns for the thread (oldest first; each
+    /// should have at least `ts`). Messages the bot posts in the thread are appended.
+    pub fn seed_thread(&self, channel: &str, thread_ts: &str, messages: Vec<Value>) {
+        self.inner.store().threads.insert((channel.to_string(), thread_ts.to_string()), messages);
+    }
+
+    /// Makes the next call of `method` (in `channel`, when given) fail with `fault`. Faults
+    /// queue: several for the same call apply to successive calls, in order.
+    pub fn fail_next(&self, method: &str, channel: Option<&str>, fault: Fault) {
+        self.inner.store().faults.push(PendingFault {
+            method: method.to_string(),
+            channel: channel.map(str::to_string),
+            fault,
+        });
+    }
+}
+
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    http_method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path();
+    let method = path.strip_prefix("/api/").unwrap_or(path.trim_start_matches('/')).to_string();
+    let raw_query = uri.query().unwrap_or_default().to_string();
+    let raw_body = String::from_utf8_lossy(&body).into_owned();
+
+    let mut params = parse_form(&raw_query);
+    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"))
+        || raw_body.trim_start().starts_with('{');
+    if is_json {
+        if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&raw_body) {
+            params.extend(fields);
+        }
+    } else {
+        params.extend(parse_form(&raw_body));
+    }
+    let params = Value::Object(params);
+
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorized = authorization == Some(format!("Bearer {}", inner.token).as_str());
+    let recorded_headers = headers
+        .iter()
+        .filter(|(name, _)| *name != header::AUTHORIZATION)
+        .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let channel = params.get("channel").and_then(Value::as_str).map(str::to_string);
+
+    let mut store = inner.store();
+    let fault_at =
+        store.faults.iter().position(|f| f.method == method && (f.channel.is_none() || f.channel == channel));
+    let fault = fault_at.map(|i| store.faults.remove(i).fault);
+
+    let response = match &fault {
+        Some(fault) => fault_response(fault),
+        None if authorization.is_none() => slack_error("not_authed"),
+        None if !authorized => slack_error("invalid_auth"),
+        None => Json(store.answer(&method, &params, inner.base_secs)).into_response(),
+    };
+    store.calls.push(RecordedCall {
+        method,
+        http_method: http_method.to_string(),
+        params,
+        authorized,
+        raw_query,
+        raw_body,
+        headers: recorded_headers,
+        fault,
+    });
+    response
+}
+
+impl Store {
+    fn next_ts(&mut self, base_secs: u64) -> String {
+        self.ts_counter += 1;
+        let n = self.ts_counter;
+        format!("{}.{:06}", base_secs + n / 1_000_000, n % 1_000_000)
+    }
+
+    /// Slack's answer to a well-authenticated call.
+    fn answer(&mut self, method: &str, params: &Value, base_secs: u64) -> Value {
+        let str_param = |name: &str| params.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        match method {
+            "chat.postMessage" => {
+                let Some(channel) = str_param("channel") else { return error_body("channel_not_found") };
+                let Some(text) = str_param("text") else { return error_body("no_text") };
+                let ts = self.next_ts(base_secs);
+                let thread_ts = str_param("thread_ts");
+                let mut message = json!({
+                    "type": "message",
+                    "user": BOT_USER_ID,
+                    "bot_id": BOT_ID,
+                    "team": TEAM_ID,
+                    "text": text,
+                    "ts": ts,
+                });
+                if let Some(thread_ts) = thread_ts {
+                    message["thread_ts"] = json!(thread_ts);
+                }
+                let root = thread_ts.unwrap_or(&ts).to_string();
+                self.threads.entry((channel.to_string(), root)).or_default().push(message.clone());
+                json!({ "ok": true, "channel": channel, "ts": ts, "message": message })
+            }
+            "chat.update" => {
+                let (Some(channel), Some(ts)) = (str_param("channel"), str_param("ts")) else {
+                    return error_body("message_not_found");
+                };
+                let text = str_param("text").unwrap_or_default();
+                let found = self
+                    .threads
+                    .iter_mut()
+                    .filter(|((c, _), _)| c == channel)
+                    .flat_map(|(_, messages)| messages.iter_mut())
+                    .filter(|m| m.get("ts").and_then(Value::as_str) == Some(ts))
+                    .map(|m| m["text"] = json!(text))
+                    .count();
+                if found == 0 {
+                    return error_body("message_not_found");
+                }
+                json!({ "ok": true, "channel": channel, "ts": ts, "text": text })
+            }
+            "reactions.add" | "reactions.remove" => json!({ "ok": true }),
+            "conversations.replies" => {
+                let (Some(channel), Some(ts)) = (str_param("channel"), str_param("ts")) else {
+                    return error_body("invalid_arguments");
+                };
+                let limit = match params.get("limit") {
+                    Some(Value::Number(n)) => n.as_u64(),
+                    Some(Value::String(s)) => s.parse().ok(),
+                    _ => None,
+                }
+                .unwrap_or(1000) as usize;
+                let messages = self.threads.get(&(channel.to_string(), ts.to_string())).cloned().unwrap_or_default();
+                let has_more = messages.len() > limit;
+                let page: Vec<Value> = messages.into_iter().take(limit).collect();
+                json!({ "ok": true, "messages": page, "has_more": has_more })
+            }
+            "auth.test" => json!({
+                "ok": true,
+                "url": "https://fake-workspace.slack.com/",
+                "team": "Fake Workspace",
+                "user": "bedrock-bot",
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "bot_id": BOT_ID,
+            }),
+            _ => error_body("unknown_method"),
+        }
+    }
+}
+
+fn error_body(error: &str) -> Value {
+    json!({ "ok": false, "error": error })
+}
+
+fn slack_error(error: &str) -> Response {
+    Json(error_body(error)).into_response()
+}
+
+fn fault_response(fault: &Fault) -> Response {
+    match fault {
+        Fault::RateLimited { retry_after_secs } => {
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(error_body("ratelimited"))).into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            response
+        }
+        Fault::ServerError => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body>Internal Server Error</body></html>",
+        )
+            .into_response(),
+        Fault::SlackError(error) => slack_error(error),
+    }
+}
+
+/// `application/x-www-form-urlencoded` (also query strings) as a JSON object of strings.
+fn parse_form(encoded: &str) -> Map<String, Value> {
+    encoded
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), Value::String(percent_decode(value)))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 3 <= bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_forms_and_queries() {
+        let form = parse_form("channel=C1&text=a+b%26c%3D%E2%9C%93&empty=&flag&bad=%zz%4");
+        assert_eq!(form["channel"], "C1");
+        assert_eq!(form["text"], "a b&c=✓");
+        assert_eq!(form["empty"], "");
+        assert_eq!(form["flag"], "");
+        assert_eq!(form["bad"], "%zz%4");
+        assert!(parse_form("").is_empty());
+    }
+}

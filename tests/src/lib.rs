@@ -1,0 +1,9 @@
+//! Local emulators for tests and the local stack: moto (AWS), a fake Slack Web API, a scripted
+//! Bedrock Agent Runtime speaking the real event-stream framing, and Slack request signing.
+
+pub mod fake_agent;
+pub mod fake_slack;
+pub mod harness;
+pub mod moto;
+pub mod resources;
+pub mod slack_events;

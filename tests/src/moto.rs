@@ -1,0 +1,93 @@
+//! moto in server mode on a free loopback port, installed by `scripts/tools.sh` when missing.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root (tests/ is one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The directory holding the project's tools (moto_server, sam, cfn-lint, cargo-lambda).
+/// `SLACKBR_TOOLS_BIN` wins; otherwise `scripts/tools.sh` installs them if needed.
+pub fn tools_bin() -> std::io::Result<PathBuf> {
+    if let Ok(p) = std::env::var("SLACKBR_TOOLS_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let out = Command::new("bash").arg(workspace_root().join("scripts/tools.sh")).stderr(Stdio::inherit()).output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other("scripts/tools.sh failed"));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// A running moto server. The process is stopped when this is dropped, and a watchdog stops it
+/// when the test process exits (statics are never dropped).
+pub struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    /// Starts moto_server and waits until it answers.
+    pub fn start() -> std::io::Result<Moto> {
+        let bin = tools_bin()?.join("moto_server");
+        let port = free_port()?;
+        let parent = std::process::id();
+        // The watchdog ends moto when the test binary goes away, however it goes away.
+        let script = format!(
+            "{bin} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done; kill $m 2>/dev/null",
+            bin = shell_quote(&bin.to_string_lossy())
+        );
+        let child = Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).spawn()?;
+        let moto = Moto { child, port };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(moto);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(std::io::Error::other("moto_server did not start within 60 s"))
+    }
+
+    /// The endpoint URL for AWS_ENDPOINT_URL / `endpoint_url`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An SDK config pointed at this moto: region us-east-1, static test credentials.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        sdk_config_for(&self.endpoint())
+    }
+}
+
+/// An SDK config for an emulator endpoint.
+pub fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_config::{BehaviorVersion, Region};
+    let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests");
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+        .build()
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
