@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod ports;
 pub mod retry;
+pub mod rollups;
 pub mod slack;
 pub mod telemetry;
 

@@ -165,3 +165,15 @@ pub trait ChatClient: Send + Sync {
 pub trait SlackSecretSource: Send + Sync {
     async fn load(&self) -> Result<SlackSecret>;
 }
+
+/// Reads a user's spend from the usage rollups.
+#[async_trait]
+pub trait UsageReader: Send + Sync {
+    /// The user's spend on `day` (UTC) and in that day's month.
+    async fn user_spend(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        day: chrono::NaiveDate,
+    ) -> Result<crate::rollups::UserSpend>;
+}

@@ -6,6 +6,7 @@ pub mod dedup;
 pub mod firehose;
 pub mod secrets;
 pub mod sqs;
+pub mod usage;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,83 @@
+//! Keys and shapes of the usage rollups in USAGE_TABLE. token-logging writes them; budgets, the
+//! action group's "my usage" and the reports read them with key lookups, never scans.
+//!
+//! | item            | pk                         | sk                                  |
+//! |-----------------|----------------------------|-------------------------------------|
+//! | user x day      | `USER#{team}#{user}`       | `DAY#{YYYY-MM-DD}`                  |
+//! | user x month    | `USER#{team}#{user}`       | `MONTH#{YYYY-MM}`                   |
+//!
+//! Dates are UTC. Every rollup item carries the numeric attributes of [`Spend`].
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+
+/// Partition key of a user's rollups.
+pub fn user_pk(team_id: &str, user_id: &str) -> String {
+    format!("USER#{team_id}#{user_id}")
+}
+
+/// Sort key of a day rollup.
+pub fn day_sk(day: NaiveDate) -> String {
+    format!("DAY#{}", day.format("%Y-%m-%d"))
+}
+
+/// Sort key of a month rollup.
+pub fn month_sk(day: NaiveDate) -> String {
+    format!("MONTH#{:04}-{:02}", day.year(), day.month())
+}
+
+/// What a rollup item adds up. `cost_usd` excludes unpriced tokens (counted apart).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spend {
+    pub cost_usd: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub turns: u64,
+    pub unpriced_tokens: u64,
+}
+
+/// Numeric attribute names of a rollup item, in [`Spend`] field order.
+pub const SPEND_ATTRIBUTES: [&str; 7] = [
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "turns",
+    "unpriced_tokens",
+];
+
+/// A user's spend today and this month.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UserSpend {
+    pub day: Spend,
+    pub month: Spend,
+}
+
+/// When the current day and month end (UTC), for "your budget resets at" messages.
+pub fn period_ends(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let today = now.date_naive();
+    let tomorrow = today.succ_opt().unwrap_or(today);
+    let (y, m) = if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
+    let next_month = NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(tomorrow);
+    let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now);
+    (midnight(tomorrow), midnight(next_month))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_period_ends() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
+        assert_eq!(user_pk("T1", "U1"), "USER#T1#U1");
+        assert_eq!(day_sk(d), "DAY#2026-12-31");
+        assert_eq!(month_sk(d), "MONTH#2026-12");
+        let now = d.and_hms_opt(13, 0, 0).unwrap().and_utc();
+        let (day_end, month_end) = period_ends(now);
+        assert_eq!(day_end.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+        assert_eq!(month_end.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+    }
+}
