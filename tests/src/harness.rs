@@ -10,6 +10,7 @@ use shared::aws::dedup::DynamoDbDedup;
 use shared::aws::firehose::FirehoseAnalytics;
 use shared::aws::secrets::SecretsManagerSlackSecret;
 use shared::aws::sqs::{SqsUsageSink, SqsWorkQueue};
+use shared::aws::usage::DynamoDbUsageReader;
 use shared::slack::client::SlackWebClient;
 use shared::telemetry::Metrics;
 use slack_gateway::ingress::Ingress;
@@ -85,6 +86,7 @@ impl Gateway {
                 aws_sdk_dynamodb::Client::new(&sdk),
                 &resources.conversations_table,
             )),
+            spend: Arc::new(DynamoDbUsageReader::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.usage_table)),
             metrics,
             settings,
         };

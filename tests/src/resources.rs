@@ -15,6 +15,7 @@ pub const TEST_BOT_TOKEN: &str = "xoxb-test-token";
 pub struct GatewayResources {
     pub dedup_table: String,
     pub conversations_table: String,
+    pub usage_table: String,
     pub work_queue_url: String,
     pub usage_queue_url: String,
     pub bucket: String,
@@ -38,6 +39,8 @@ impl GatewayResources {
         create_table(&ddb, &dedup_table, false).await?;
         let conversations_table = format!("{prefix}-conversations");
         create_table(&ddb, &conversations_table, true).await?;
+        let usage_table = format!("{prefix}-usage");
+        create_table(&ddb, &usage_table, true).await?;
 
         let work_queue_url = sqs
             .create_queue()
@@ -80,6 +83,7 @@ impl GatewayResources {
         Ok(GatewayResources {
             dedup_table,
             conversations_table,
+            usage_table,
             work_queue_url,
             usage_queue_url,
             bucket,
@@ -153,4 +157,26 @@ pub async fn drain_queue(
             out.push(rec);
         }
     }
+}
+
+/// Puts a user's rollup item (`DAY#...` or `MONTH#...`) with the given cost, as token-logging would.
+pub async fn seed_spend(
+    sdk: &SdkConfig,
+    table: &str,
+    team: &str,
+    user: &str,
+    sk: &str,
+    cost_usd: f64,
+) -> Result<(), BoxError> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    aws_sdk_dynamodb::Client::new(sdk)
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S(shared::rollups::user_pk(team, user)))
+        .item("sk", AttributeValue::S(sk.to_string()))
+        .item("cost_usd", AttributeValue::N(cost_usd.to_string()))
+        .item("turns", AttributeValue::N("3".into()))
+        .send()
+        .await?;
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use tests::harness::{emulators, Gateway, AGENT_ID};
-use tests::resources::{drain_queue, read_objects, TEST_SIGNING_SECRET};
+use tests::resources::{drain_queue, read_objects, seed_spend, TEST_SIGNING_SECRET};
 use tests::slack_events::{body_of, fixture, request, signed, with_body};
 
 fn status(resp: &aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlResponse) -> i64 {
@@ -405,4 +405,58 @@ async fn analytics_failures_never_block_the_reply_and_are_kept() {
         serde_json::from_str(item["pending_analytics"].as_s().expect("pending analytics kept")).expect("json");
     assert_eq!(kept["outcome"], "answered");
     assert!(!item.contains_key("pending_usage"), "usage was delivered");
+}
+
+async fn budgeted(prefix: &str, daily: f64) -> Gateway {
+    let mut gw = Gateway::new(prefix).await;
+    gw.worker.settings.budgets = slack_gateway::worker::Budgets { daily_usd: Some(daily), monthly_usd: None };
+    gw
+}
+
+fn today_sk(days_ago: i64) -> String {
+    shared::rollups::day_sk((chrono::Utc::now() - chrono::TimeDelta::days(days_ago)).date_naive())
+}
+
+#[tokio::test]
+async fn a_user_near_the_budget_gets_a_notice_with_the_answer() {
+    let gw = budgeted("budgetsoft", 1.0).await;
+    seed_spend(&gw.sdk, &gw.resources.usage_table, "T0001", "U024BE7LH", &today_sk(0), 0.85).await.expect("seed");
+    let posts = ask(&gw, "bs1", "CBUDGETSOFT", "plain question").await;
+    assert_eq!(posts.len(), 1);
+    let text = posts[0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("85% of your daily budget"), "{text}");
+    assert_ne!(text, slack_gateway::worker::APOLOGY);
+}
+
+#[tokio::test]
+async fn a_user_over_the_budget_is_refused_without_calling_the_agent() {
+    let gw = budgeted("budgethard", 1.0).await;
+    let channel = "CBUDGETHARD";
+    seed_spend(&gw.sdk, &gw.resources.usage_table, "T0001", "U024BE7LH", &today_sk(0), 1.2).await.expect("seed");
+    let posts = ask(&gw, "bh1", channel, "plain question").await;
+    assert_eq!(posts.len(), 1);
+    let text = posts[0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("reached your daily budget") && text.contains("resets"), "{text}");
+    let session = format!("T0001-{channel}-1713534720.001234");
+    assert_eq!(emulators().agent.requests_for(&session).len(), 0, "no Bedrock call for a refused turn");
+    let events = analytics_events(&read_objects(&gw.sdk, &gw.resources.bucket, "events/").await.expect("s3"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["outcome"], "refused_budget");
+    assert_eq!(events[0]["input_tokens"], 0);
+    assert!(
+        drain_queue(&gw.sdk, &gw.resources.usage_queue_url).await.expect("usage").is_empty(),
+        "no tokens, no usage"
+    );
+}
+
+#[tokio::test]
+async fn yesterdays_spend_does_not_count_against_today() {
+    let gw = budgeted("budgetreset", 1.0).await;
+    let channel = "CBUDGETRESET";
+    seed_spend(&gw.sdk, &gw.resources.usage_table, "T0001", "U024BE7LH", &today_sk(1), 5.0).await.expect("seed");
+    let posts = ask(&gw, "br1", channel, "plain question").await;
+    assert_eq!(posts.len(), 1);
+    let text = posts[0]["text"].as_str().unwrap_or_default();
+    assert!(!text.contains("budget"), "{text}");
+    assert_eq!(emulators().agent.requests_for(&format!("T0001-{channel}-1713534720.001234")).len(), 1);
 }

@@ -11,7 +11,7 @@ use shared::domain::{
 };
 use shared::ports::{
     AgentClient, AgentError, AgentRequest, AnalyticsSink, ChatClient, ConversationStore, TurnRecord, TurnStart,
-    UsageSink,
+    UsageReader, UsageSink,
 };
 use shared::retry::Backoff;
 use shared::telemetry::{Metrics, Unit};
@@ -32,6 +32,7 @@ pub struct WorkerConfig {
     pub usage_queue_url: String,
     pub events_stream_name: String,
     pub conversations_table: String,
+    pub usage_table: String,
     pub agent_id: String,
     pub agent_alias_id: String,
     pub metrics_namespace: String,
@@ -53,6 +54,74 @@ pub struct WorkerSettings {
     pub agent_backoff: Backoff,
     /// Time kept back from the Lambda deadline to post an apology and record the turn.
     pub deadline_reserve: Duration,
+    /// Per-user budgets; `None` = no limit.
+    pub budgets: Budgets,
+}
+
+/// Per-user spend limits in USD (USER_DAILY_BUDGET_USD, USER_MONTHLY_BUDGET_USD).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budgets {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
+}
+
+/// Share of a budget at which the answer carries a notice.
+pub const BUDGET_NOTICE_SHARE: f64 = 0.8;
+
+/// What the budget check decided for one turn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BudgetVerdict {
+    /// Under every limit (or no limits).
+    Ok,
+    /// Close to a limit: answer, with this notice appended.
+    Notice(String),
+    /// At or over a limit: refuse with this message; the agent is not invoked.
+    Refuse(String),
+}
+
+impl Budgets {
+    /// Whether any limit is set (otherwise no spend is read).
+    pub fn enabled(&self) -> bool {
+        self.daily_usd.is_some() || self.monthly_usd.is_some()
+    }
+
+    /// Checks `spend` against the limits; `now` gives the reset times.
+    pub fn verdict(&self, spend: &shared::rollups::UserSpend, now: chrono::DateTime<chrono::Utc>) -> BudgetVerdict {
+        let (day_end, month_end) = shared::rollups::period_ends(now);
+        let checks = [
+            ("daily", self.daily_usd, spend.day.cost_usd, day_end),
+            ("monthly", self.monthly_usd, spend.month.cost_usd, month_end),
+        ];
+        let mut notice = None;
+        for (name, limit, used, resets) in checks {
+            let Some(limit) = limit else { continue };
+            if used >= limit {
+                return BudgetVerdict::Refuse(format!(
+                    "You've reached your {name} budget for this assistant (${used:.2} of ${limit:.2}), so I can't answer right now. \
+                     It resets {} ({}).",
+                    resets.format("%Y-%m-%d %H:%M UTC"),
+                    in_words(resets - now)
+                ));
+            }
+            if used >= limit * BUDGET_NOTICE_SHARE && notice.is_none() {
+                notice = Some(format!(
+                    "_You've used {:.0}% of your {name} budget (${used:.2} of ${limit:.2}); it resets {}._",
+                    used / limit * 100.0,
+                    resets.format("%Y-%m-%d %H:%M UTC")
+                ));
+            }
+        }
+        notice.map_or(BudgetVerdict::Ok, BudgetVerdict::Notice)
+    }
+}
+
+fn in_words(d: chrono::TimeDelta) -> String {
+    let mins = d.num_minutes().max(1);
+    match mins {
+        m if m < 60 => format!("in {m} min"),
+        m if m < 48 * 60 => format!("in {} h {} min", m / 60, m % 60),
+        m => format!("in {} days", m / (24 * 60)),
+    }
 }
 
 impl WorkerSettings {
@@ -66,6 +135,7 @@ impl WorkerSettings {
             status_reaction: "hourglass_flowing_sand".into(),
             agent_backoff: Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8), max_attempts: 4 },
             deadline_reserve: Duration::from_secs(10),
+            budgets: Budgets::default(),
         }
     }
 }
@@ -82,12 +152,22 @@ impl WorkerConfig {
         if let Some(r) = optional("STATUS_REACTION") {
             settings.status_reaction = r;
         }
+        let limit = |name: &str| -> shared::Result<Option<f64>> {
+            let v: f64 = parsed(name, 0.0)?;
+            if v < 0.0 || !v.is_finite() {
+                return Err(shared::Error::Config(format!("{name} must be a non-negative number of USD: {v}")));
+            }
+            Ok((v > 0.0).then_some(v))
+        };
+        settings.budgets =
+            Budgets { daily_usd: limit("USER_DAILY_BUDGET_USD")?, monthly_usd: limit("USER_MONTHLY_BUDGET_USD")? };
         Ok(WorkerConfig {
             slack_secret_arn: required("SLACK_SECRET_ARN")?,
             slack_api_base: optional("SLACK_API_BASE").unwrap_or_else(|| "https://slack.com/api".into()),
             usage_queue_url: required("USAGE_QUEUE_URL")?,
             events_stream_name: required("EVENTS_STREAM_NAME")?,
             conversations_table: required("CONVERSATIONS_TABLE")?,
+            usage_table: required("USAGE_TABLE")?,
             agent_id,
             agent_alias_id,
             metrics_namespace: metrics_namespace(),
@@ -103,6 +183,8 @@ pub struct Worker {
     pub analytics: Arc<dyn AnalyticsSink>,
     pub usage: Arc<dyn UsageSink>,
     pub conversations: Arc<dyn ConversationStore>,
+    /// Reads the user's spend for the budget check.
+    pub spend: Arc<dyn UsageReader>,
     pub metrics: Metrics,
     pub settings: WorkerSettings,
 }
@@ -213,6 +295,11 @@ impl Worker {
             TurnStart::New => {}
         }
         let started = Instant::now();
+        let notice = match self.check_budget(m).await {
+            BudgetVerdict::Ok => None,
+            BudgetVerdict::Notice(n) => Some(n),
+            BudgetVerdict::Refuse(text) => return self.refuse(m, record, &text, started).await,
+        };
         self.best_effort_reaction(&m.channel_id, &m.ts, true).await;
 
         let request = AgentRequest {
@@ -247,7 +334,7 @@ impl Worker {
         let post = match (&turn, outcome) {
             (Some(t), Outcome::Answered | Outcome::GuardrailBlocked) => {
                 let text = if t.text.trim().is_empty() { NO_ANSWER } else { &t.text };
-                self.post_reply(&thread, text, &t.sources).await
+                self.post_reply(&thread, text, &t.sources, notice.as_deref()).await
             }
             _ => self.chat.post_message(&thread.channel_id, &thread.thread_ts, APOLOGY).await,
         };
@@ -282,6 +369,57 @@ impl Worker {
         }
         self.deliver(&record, Some(&analytics), usage.as_ref()).await;
         info!(event_id = %m.event_id, outcome = outcome.as_str(), latency_ms, agent_id = %self.settings.agent_id, "turn finished");
+        Ok(())
+    }
+
+    async fn check_budget(&self, m: &MessageWork) -> BudgetVerdict {
+        let budgets = self.settings.budgets;
+        if !budgets.enabled() {
+            return BudgetVerdict::Ok;
+        }
+        let now = chrono::Utc::now();
+        match self.spend.user_spend(&m.team_id, &m.user_id, now.date_naive()).await {
+            Ok(spend) => budgets.verdict(&spend, now),
+            Err(e) => {
+                // An unreadable ledger must not take the bot down: answer, and say so loudly.
+                self.metrics.count("APIErrors", 1.0, &[("ErrorCode", "BudgetCheck")]);
+                error!(error = %e, event_id = %m.event_id, "could not read the user's spend; answering without a budget check");
+                BudgetVerdict::Ok
+            }
+        }
+    }
+
+    /// Tells the user their budget is spent; the agent is not invoked and no tokens are used.
+    async fn refuse(
+        &self,
+        m: &MessageWork,
+        mut record: TurnRecord,
+        text: &str,
+        started: Instant,
+    ) -> Result<(), WorkError> {
+        let thread = m.thread();
+        let reply_ts = self.chat.post_message(&thread.channel_id, &thread.thread_ts, text).await?;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let analytics = self.analytics_event(
+            m,
+            &thread.session_id(),
+            &AgentTurn::default(),
+            &[],
+            Outcome::RefusedBudget,
+            None,
+            latency_ms,
+        );
+        record.status = TurnStatus::RefusedBudget;
+        record.finished_at_ms = Some(chrono::Utc::now().timestamp_millis());
+        record.reply_ts = Some(reply_ts);
+        record.outcome = Some(Outcome::RefusedBudget.as_str().to_string());
+        record.pending_analytics = serde_json::to_string(&analytics).ok();
+        if let Err(e) = self.conversations.finish_turn(&record).await {
+            self.metrics.count("LoggingErrors", 1.0, &[("Sink", "conversations")]);
+            error!(error = %e, event_id = %m.event_id, "could not record the refused turn");
+        }
+        self.deliver(&record, Some(&analytics), None).await;
+        info!(event_id = %m.event_id, outcome = "refused_budget", "turn refused: budget spent");
         Ok(())
     }
 
@@ -381,8 +519,18 @@ impl Worker {
         thread: &ThreadRef,
         text: &str,
         sources: &[String],
+        notice: Option<&str>,
     ) -> Result<String, shared::ports::ChatError> {
-        let parts = shared::slack::mrkdwn::render_reply(text, sources);
+        let mut parts = shared::slack::mrkdwn::render_reply(text, sources);
+        if let Some(n) = notice {
+            match parts.last_mut() {
+                Some(last) if last.chars().count() + n.chars().count() + 2 <= shared::slack::MAX_MESSAGE_CHARS => {
+                    last.push_str("\n\n");
+                    last.push_str(n);
+                }
+                _ => parts.push(n.to_string()),
+            }
+        }
         let mut first_ts = None;
         for part in parts {
             let ts = self.chat.post_message(&thread.channel_id, &thread.thread_ts, &part).await?;
@@ -557,4 +705,42 @@ impl Worker {
 
 fn iso_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::rollups::{Spend, UserSpend};
+
+    fn spend(day: f64, month: f64) -> UserSpend {
+        UserSpend {
+            day: Spend { cost_usd: day, ..Spend::default() },
+            month: Spend { cost_usd: month, ..Spend::default() },
+        }
+    }
+
+    #[test]
+    fn budget_verdicts() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T22:30:00Z").unwrap().with_timezone(&chrono::Utc);
+        let off = Budgets::default();
+        assert!(!off.enabled());
+        assert_eq!(off.verdict(&spend(1e9, 1e9), now), BudgetVerdict::Ok);
+
+        let b = Budgets { daily_usd: Some(10.0), monthly_usd: Some(100.0) };
+        assert_eq!(b.verdict(&spend(7.99, 50.0), now), BudgetVerdict::Ok);
+        match b.verdict(&spend(8.5, 50.0), now) {
+            BudgetVerdict::Notice(n) => assert!(n.contains("85%") && n.contains("daily"), "{n}"),
+            other => panic!("{other:?}"),
+        }
+        match b.verdict(&spend(10.0, 50.0), now) {
+            BudgetVerdict::Refuse(t) => {
+                assert!(t.contains("daily") && t.contains("2026-11-24 00:00 UTC") && t.contains("in 1 h 30 min"), "{t}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match b.verdict(&spend(0.0, 120.0), now) {
+            BudgetVerdict::Refuse(t) => assert!(t.contains("monthly") && t.contains("2026-12-01 00:00 UTC"), "{t}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -10,6 +10,7 @@ use shared::aws::conversations::DynamoDbConversations;
 use shared::aws::firehose::FirehoseAnalytics;
 use shared::aws::secrets::SecretsManagerSlackSecret;
 use shared::aws::sqs::SqsUsageSink;
+use shared::aws::usage::DynamoDbUsageReader;
 use shared::ports::SlackSecretSource;
 use shared::slack::client::SlackWebClient;
 use shared::telemetry::{init_logging, Metrics};
@@ -33,7 +34,8 @@ async fn main() -> Result<(), Error> {
         chat: Arc::new(SlackWebClient::new(&config.slack_api_base, secret.bot_token)?),
         analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(&sdk), &config.events_stream_name)),
         usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &config.usage_queue_url)),
-        conversations: Arc::new(DynamoDbConversations::new(dynamodb, &config.conversations_table)),
+        conversations: Arc::new(DynamoDbConversations::new(dynamodb.clone(), &config.conversations_table)),
+        spend: Arc::new(DynamoDbUsageReader::new(dynamodb, &config.usage_table)),
         metrics: Metrics::stdout(&config.metrics_namespace),
         settings: config.settings,
     };
