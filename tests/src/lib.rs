@@ -3,7 +3,10 @@
 
 pub mod fake_agent;
 pub mod fake_slack;
+pub mod function_process;
+pub mod gateway_binaries;
 pub mod harness;
+pub mod lambda_runtime_api;
 pub mod moto;
 pub mod resources;
 pub mod slack_events;

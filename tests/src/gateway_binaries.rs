@@ -1,0 +1,114 @@
+//! One mention through the real `slack-ingress` and `slack-worker` binaries, each running as a
+//! process under a local Lambda Runtime API, against the shared emulators. Used by the binaries
+//! test (debug build) and the footprint bench (release build).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::function_process::{binary_path, FunctionProcess};
+use crate::harness::{emulators, AGENT_ALIAS_ID, AGENT_ID};
+use crate::lambda_runtime_api::Outcome;
+use crate::resources::{drain_queue, GatewayResources, TEST_SIGNING_SECRET};
+use crate::slack_events::{body_of, fixture, with_body};
+
+/// What one round trip produced.
+pub struct RoundTrip {
+    pub resources: GatewayResources,
+    pub ingress_response: Result<Outcome, String>,
+    pub worker_response: Result<Outcome, String>,
+    pub ingress_output: String,
+    pub worker_output: String,
+    pub ingress_peak_rss_kib: Option<u64>,
+    pub worker_peak_rss_kib: Option<u64>,
+    pub queued: usize,
+}
+
+/// The binary for `profile`, or a clear panic telling how to build it.
+pub fn binary(name: &str, profile: &str) -> PathBuf {
+    let path = binary_path(name, profile);
+    let flag = if profile == "release" { " --release" } else { "" };
+    assert!(path.exists(), "{} is missing: run `cargo build{flag} --workspace --bins` first", path.display());
+    path
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Sends a signed app_mention from `channel` through both binaries.
+pub async fn round_trip(profile: &str, prefix: &str, channel: &str) -> RoundTrip {
+    let emu = emulators();
+    let sdk = emu.moto.sdk_config();
+    let res = GatewayResources::create(&sdk, prefix).await.unwrap_or_else(|e| panic!("resources: {e:?}"));
+    let moto = emu.moto.endpoint();
+    let logs = std::env::temp_dir();
+
+    let ingress_env = env(&[
+        ("AWS_ENDPOINT_URL", &moto),
+        ("SLACK_SECRET_ARN", &res.secret_arn),
+        ("WORK_QUEUE_URL", &res.work_queue_url),
+        ("DEDUP_TABLE", &res.dedup_table),
+    ]);
+    let ingress = FunctionProcess::start(
+        &binary("slack-ingress", profile),
+        &ingress_env,
+        128,
+        &logs.join(format!("{prefix}-ingress.log")),
+    )
+    .unwrap_or_else(|e| panic!("start ingress: {e}"));
+    let event = fixture("slack/app_mention");
+    let mut body = body_of(&event);
+    body["event_id"] = json!(format!("Ev{prefix}"));
+    body["event"]["channel"] = json!(channel);
+    let event = with_body(event, &body, TEST_SIGNING_SECRET, chrono::Utc::now().timestamp());
+    let (ingress_response, ingress) = blocking(move || (ingress.invoke(event, Duration::from_secs(30)), ingress)).await;
+
+    let records = drain_queue(&sdk, &res.work_queue_url).await.unwrap_or_default();
+    let queued = records.len();
+    let mut sqs_event: Value = fixture("sqs/work_message");
+    if let Some(r) = records.first() {
+        sqs_event["Records"][0]["body"] = json!(r.body);
+        sqs_event["Records"][0]["messageId"] = json!(r.message_id);
+    }
+    let worker_env = env(&[
+        ("AWS_ENDPOINT_URL", &moto),
+        ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", &emu.agent.endpoint()),
+        ("SLACK_SECRET_ARN", &res.secret_arn),
+        ("SLACK_API_BASE", &emu.slack.api_base()),
+        ("USAGE_QUEUE_URL", &res.usage_queue_url),
+        ("EVENTS_STREAM_NAME", &res.stream),
+        ("CONVERSATIONS_TABLE", &res.conversations_table),
+        ("USAGE_TABLE", &res.usage_table),
+        ("AGENT_ID", AGENT_ID),
+        ("AGENT_ALIAS_ID", AGENT_ALIAS_ID),
+        ("USER_DAILY_BUDGET_USD", "5"),
+    ]);
+    let worker = FunctionProcess::start(
+        &binary("slack-worker", profile),
+        &worker_env,
+        256,
+        &logs.join(format!("{prefix}-worker.log")),
+    )
+    .unwrap_or_else(|e| panic!("start worker: {e}"));
+    let (worker_response, worker) = blocking(move || (worker.invoke(sqs_event, Duration::from_secs(60)), worker)).await;
+
+    RoundTrip {
+        resources: res,
+        ingress_response,
+        worker_response,
+        ingress_output: ingress.output(),
+        worker_output: worker.output(),
+        ingress_peak_rss_kib: ingress.peak_rss_kib(),
+        worker_peak_rss_kib: worker.peak_rss_kib(),
+        queued,
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => panic!("blocking task failed: {e}"),
+    }
+}
