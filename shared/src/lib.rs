@@ -1,12 +1,14 @@
 //! Shared by every function: domain types, ports (traits), their AWS and Slack adapters,
 //! typed configuration, JSON logging and the EMF metrics emitter.
 
+pub mod action_group;
 pub mod agent;
 pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod ports;
+pub mod pricing;
 pub mod retry;
 pub mod rollups;
 pub mod slack;

@@ -1,12 +1,18 @@
 //! Keys and shapes of the usage rollups in USAGE_TABLE. token-logging writes them; budgets, the
 //! action group's "my usage" and the reports read them with key lookups, never scans.
 //!
-//! | item            | pk                         | sk                                  |
-//! |-----------------|----------------------------|-------------------------------------|
-//! | user x day      | `USER#{team}#{user}`       | `DAY#{YYYY-MM-DD}`                  |
-//! | user x month    | `USER#{team}#{user}`       | `MONTH#{YYYY-MM}`                   |
+//! | item                | pk                         | sk                                  |
+//! |---------------------|----------------------------|-------------------------------------|
+//! | user x day          | `USER#{team}#{user}`       | `DAY#{YYYY-MM-DD}`                  |
+//! | user x month        | `USER#{team}#{user}`       | `MONTH#{YYYY-MM}`                   |
+//! | day x agent x model | `DAY#{YYYY-MM-DD}`         | `AGENT#{agent}#MODEL#{model}`       |
+//! | day x hour x agent  | `DAY#{YYYY-MM-DD}`         | `HOUR#{HH}#AGENT#{agent}`           |
+//! | ledger (one turn)   | `TURN#{record_id}`         | `TURN`                              |
 //!
-//! Dates are UTC. Every rollup item carries the numeric attributes of [`Spend`].
+//! Dates and hours are UTC. Every rollup item carries the numeric attributes of [`Spend`]; `DAY#`
+//! items also carry `agent_id` and `model_id` or `hour` as strings, so one Query on `DAY#{date}`
+//! (`begins_with(sk, "AGENT#")` or `"HOUR#"`) reads a whole day for reports. `{model}` is the
+//! price-table key (the reported id when unpriced); there `turns` counts turns that called the model.
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
@@ -23,6 +29,21 @@ pub fn day_sk(day: NaiveDate) -> String {
 /// Sort key of a month rollup.
 pub fn month_sk(day: NaiveDate) -> String {
     format!("MONTH#{:04}-{:02}", day.year(), day.month())
+}
+
+/// Partition key of a day's agent rollups.
+pub fn day_pk(day: NaiveDate) -> String {
+    day_sk(day)
+}
+
+/// Sort key of a day x agent x model rollup.
+pub fn agent_model_sk(agent_id: &str, model: &str) -> String {
+    format!("AGENT#{agent_id}#MODEL#{model}")
+}
+
+/// Sort key of a day x hour x agent rollup (`hour` 0-23, UTC).
+pub fn hour_agent_sk(hour: u32, agent_id: &str) -> String {
+    format!("HOUR#{hour:02}#AGENT#{agent_id}")
 }
 
 /// What a rollup item adds up. `cost_usd` excludes unpriced tokens (counted apart).

@@ -87,6 +87,7 @@ impl Gateway {
                 &resources.conversations_table,
             )),
             spend: Arc::new(DynamoDbUsageReader::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.usage_table)),
+            prices: Arc::new(shared::pricing::PriceTable::embedded()),
             metrics,
             settings,
         };

@@ -2,11 +2,13 @@
 //! Bedrock Agent Runtime speaking the real event-stream framing, and Slack request signing.
 
 pub mod fake_agent;
+pub mod fake_jira;
 pub mod fake_slack;
 pub mod function_process;
 pub mod gateway_binaries;
 pub mod harness;
 pub mod lambda_runtime_api;
+pub mod local_stack;
 pub mod moto;
 pub mod resources;
 pub mod slack_events;

@@ -216,6 +216,11 @@ async fn a_knowledge_base_answer_reaches_the_thread_and_every_record_is_written(
     assert_eq!(usage.len(), 1);
     let rec: Value = serde_json::from_str(usage[0].body.as_deref().unwrap_or("")).expect("usage json");
     assert_eq!(rec["user_id"], "U024BE7LH");
+    // The analytics cost is the price table's price of exactly the recorded calls.
+    let calls: Vec<shared::domain::ModelCall> = serde_json::from_value(rec["calls"].clone()).expect("calls");
+    let (expected, _, unpriced) = shared::pricing::PriceTable::embedded().turn_cost(&calls);
+    let cost = ev["estimated_cost_usd"].as_f64().expect("the turn's models are priced");
+    assert!(cost > 0.0 && Some(cost) == expected && unpriced == 0, "{cost} vs {expected:?}");
     let calls_in = rec["calls"].as_array().expect("calls");
     let total_in: u64 = calls_in.iter().map(|c| c["input_tokens"].as_u64().unwrap_or(0)).sum();
     assert_eq!(total_in, ev["input_tokens"].as_u64().unwrap_or(0));

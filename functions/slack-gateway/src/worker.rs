@@ -185,6 +185,8 @@ pub struct Worker {
     pub conversations: Arc<dyn ConversationStore>,
     /// Reads the user's spend for the budget check.
     pub spend: Arc<dyn UsageReader>,
+    /// Prices the turn for the analytics event (token-logging prices the ledger the same way).
+    pub prices: Arc<shared::pricing::PriceTable>,
     pub metrics: Metrics,
     pub settings: WorkerSettings,
 }
@@ -316,6 +318,14 @@ impl Worker {
 
         let (outcome, turn, error_code, spent) = match result {
             Ok(turn) => {
+                if !turn.return_control.is_empty() {
+                    // This gateway runs no client-side actions; the agent should use Lambda action groups.
+                    warn!(event_id = %m.event_id, actions = ?turn.return_control, "agent returned control; not executed");
+                }
+                if !turn.files.is_empty() {
+                    let names: Vec<&str> = turn.files.iter().map(|f| f.name.as_str()).collect();
+                    warn!(event_id = %m.event_id, files = ?names, "agent returned files; not uploaded to Slack by this version");
+                }
                 let outcome = if turn.guardrail_action.as_deref() == Some("INTERVENED") {
                     Outcome::GuardrailBlocked
                 } else if turn.text.trim().is_empty() && turn.failure.is_some() {
@@ -618,8 +628,8 @@ impl Worker {
             model_ids,
             input_tokens,
             output_tokens,
-            // Priced by token-logging from the price table; not guessed here.
-            estimated_cost_usd: None,
+            // None when any model of the turn is missing from the price table: never a guess.
+            estimated_cost_usd: self.prices.turn_cost(calls).0,
             latency_ms,
             first_token_ms: turn.first_token_ms,
             outcome,
@@ -649,7 +659,11 @@ impl Worker {
         if calls.is_empty() {
             return;
         }
-        if let Err(e) = self.usage.publish(&self.usage_record(m, calls)).await {
+        // The turn will run again when the message is redelivered, and that run's record keeps the
+        // stable id; this attempt's tokens need an id of their own or the ledger would skip them.
+        let mut record = self.usage_record(m, calls);
+        record.record_id = format!("{}:unposted-{:016x}", record.record_id, fastrand::u64(..));
+        if let Err(e) = self.usage.publish(&record).await {
             self.metrics.count("LoggingErrors", 1.0, &[("Sink", "usage")]);
             error!(error = %e, event_id = %m.event_id, "could not publish usage of an unanswered turn");
         }

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod conversations;
 pub mod dedup;
 pub mod firehose;
+pub mod ledger;
 pub mod secrets;
 pub mod sqs;
 pub mod usage;

@@ -36,6 +36,7 @@ async fn main() -> Result<(), Error> {
         usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &config.usage_queue_url)),
         conversations: Arc::new(DynamoDbConversations::new(dynamodb.clone(), &config.conversations_table)),
         spend: Arc::new(DynamoDbUsageReader::new(dynamodb, &config.usage_table)),
+        prices: Arc::new(shared::pricing::source::load_configured(&sdk).await?),
         metrics: Metrics::stdout(&config.metrics_namespace),
         settings: config.settings,
     };

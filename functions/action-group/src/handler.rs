@@ -1,0 +1,592 @@
+//! The action-group handler: finds the operation (either event form), runs it, and answers in the
+//! form it was asked in. Every failure becomes an answer the agent can relay: REPROMPT (HTTP 4xx
+//! in the OpenAPI form) for the user's mistakes, FAILURE (5xx, 429) for outages and
+//! misconfiguration. Only an event that is not an action-group event at all is a Lambda error.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::Diagnostic;
+use serde_json::{json, Value};
+use shared::action_group::{ActionGroupEvent, ActionGroupResponse, ResponseState};
+use shared::ports::UsageReader;
+use shared::rollups::Spend;
+use shared::telemetry::{Metrics, Unit};
+use tracing::{info, warn};
+
+use crate::jira::{cut, JiraClient, JiraCredentialSource, JiraError, JiraSite, SearchResult};
+use crate::jql::{self, TicketQuery};
+use crate::routes::{self, Action, Matched};
+use crate::usage::{self, UsageHistory, UsagePeriod};
+
+/// The time budget when the runtime gives no deadline (tests, local runs).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(25);
+/// Kept back from the deadline to build and return the answer.
+pub const DEADLINE_RESERVE: Duration = Duration::from_secs(1);
+/// One Secrets Manager or DynamoDB read, at most.
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tickets per search unless the agent asks for another number.
+pub const DEFAULT_LIMIT: usize = 10;
+/// Tickets per search at most: the answer must stay well inside Bedrock's response size.
+pub const MAX_LIMIT: usize = 25;
+/// Bodies are kept under this many bytes: Bedrock refuses action-group responses over 25 KB, and
+/// the body travels as an escaped JSON string inside the response.
+const MAX_BODY_BYTES: usize = 18_000;
+
+/// The session attributes the Slack worker sets: the asking user's identity.
+pub const USER_ATTRIBUTE: &str = "slack_user_id";
+pub const TEAM_ATTRIBUTE: &str = "slack_team_id";
+
+/// The handler and its long-lived dependencies.
+pub struct Handler {
+    /// Read on every invocation: a rotated token takes effect at once.
+    pub jira_credentials: Arc<dyn JiraCredentialSource>,
+    pub jira: JiraClient,
+    /// Today's and this month's rollups.
+    pub usage: Arc<dyn UsageReader>,
+    /// Day rollups over a period.
+    pub usage_history: Arc<dyn UsageHistory>,
+    pub metrics: Metrics,
+}
+
+/// The one failure that is a Lambda error: Bedrock sent something that is not an action-group
+/// event, so there is no form to answer in.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionGroupError {
+    #[error("malformed action-group event: {0}")]
+    MalformedEvent(String),
+}
+
+impl From<ActionGroupError> for Diagnostic {
+    fn from(e: ActionGroupError) -> Self {
+        let error_type = match e {
+            ActionGroupError::MalformedEvent(_) => "MalformedEvent",
+        };
+        Diagnostic { error_type: error_type.into(), error_message: e.to_string() }
+    }
+}
+
+/// What an operation came to, before it is put in the event's form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Success: the JSON the agent reads.
+    Answer(Value),
+    /// The user's mistake: the model re-prompts with `message`.
+    Reprompt { status: u16, code: &'static str, message: String },
+    /// An outage or misconfiguration: the turn fails, `message` says why.
+    Failure { status: u16, code: &'static str, message: String },
+}
+
+impl Outcome {
+    fn reprompt(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Outcome::Reprompt { status, code, message: message.into() }
+    }
+
+    fn failure(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Outcome::Failure { status, code, message: message.into() }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Answer(_) => "answer",
+            Outcome::Reprompt { .. } => "reprompt",
+            Outcome::Failure { .. } => "failure",
+        }
+    }
+
+    fn status_and_code(&self) -> (u16, Option<&'static str>) {
+        match self {
+            Outcome::Answer(_) => (200, None),
+            Outcome::Reprompt { status, code, .. } | Outcome::Failure { status, code, .. } => (*status, Some(code)),
+        }
+    }
+}
+
+impl Handler {
+    /// Handles one raw Lambda event. `deadline` is when the function times out.
+    pub async fn handle(
+        &self,
+        event: Value,
+        deadline: Option<Instant>,
+    ) -> Result<ActionGroupResponse, ActionGroupError> {
+        let event: ActionGroupEvent =
+            serde_json::from_value(event).map_err(|e| ActionGroupError::MalformedEvent(e.to_string()))?;
+        Ok(self.handle_event(&event, deadline, Utc::now()).await)
+    }
+
+    /// Handles a parsed event as of `now` (dates of "my usage" are taken from it).
+    pub async fn handle_event(
+        &self,
+        event: &ActionGroupEvent,
+        deadline: Option<Instant>,
+        now: DateTime<Utc>,
+    ) -> ActionGroupResponse {
+        let started = Instant::now();
+        let deadline = deadline.unwrap_or(started + DEFAULT_BUDGET);
+        let work_deadline = deadline.checked_sub(DEADLINE_RESERVE).unwrap_or(deadline);
+        let (action, outcome) = match routes::find(event) {
+            Some(matched) => {
+                let action = matched.route.action;
+                (action.name(), self.run(action, &matched, event, work_deadline, now).await)
+            }
+            None => (
+                "unknown",
+                Outcome::failure(
+                    404,
+                    "UnknownOperation",
+                    format!("This action group has no operation {}.", cut(&event.operation(), 80)),
+                ),
+            ),
+        };
+        self.record(event, action, &outcome, started);
+        respond(event, outcome)
+    }
+
+    async fn run(
+        &self,
+        action: Action,
+        matched: &Matched,
+        event: &ActionGroupEvent,
+        deadline: Instant,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let param = |name: &str| parameter(event, matched, name);
+        match action {
+            Action::SearchTickets => {
+                let query = TicketQuery {
+                    text: param("query").map(str::to_owned),
+                    jql: param("jql").map(str::to_owned),
+                    status: param("status").map(str::to_owned),
+                };
+                let limit = param("limit")
+                    .and_then(|l| l.parse::<f64>().ok())
+                    .filter(|l| l.is_finite())
+                    .map(|l| (l as i64).clamp(1, MAX_LIMIT as i64) as usize)
+                    .unwrap_or(DEFAULT_LIMIT);
+                self.search_tickets(&query, limit, deadline).await
+            }
+            Action::GetTicket => self.get_ticket(param("key"), deadline).await,
+            Action::MyUsage => {
+                let today = now.date_naive();
+                let period = match usage::parse_period(param("period"), param("start_date"), param("end_date"), today) {
+                    Ok(p) => p,
+                    Err(message) => return Outcome::reprompt(400, "BadPeriod", message),
+                };
+                self.my_usage(event, period, now, deadline).await
+            }
+        }
+    }
+
+    async fn search_tickets(&self, query: &TicketQuery, limit: usize, deadline: Instant) -> Outcome {
+        let jql = match jql::build(query) {
+            Ok(jql) => jql,
+            Err(e) => {
+                let code = match e {
+                    jql::JqlError::Empty => "EmptySearch",
+                    jql::JqlError::TooLong => "JqlTooLong",
+                };
+                return Outcome::reprompt(400, code, e.to_string());
+            }
+        };
+        let site = match self.site(deadline).await {
+            Ok(site) => site,
+            Err(outcome) => return outcome,
+        };
+        match self.jira.search(&site, &jql, limit, deadline).await {
+            Ok(result) => Outcome::Answer(search_answer(&jql, result)),
+            Err(e) => jira_outcome(e, None),
+        }
+    }
+
+    async fn get_ticket(&self, key: Option<&str>, deadline: Instant) -> Outcome {
+        let Some(raw) = key else {
+            return Outcome::reprompt(400, "MissingKey", "Which ticket? Give me its key, like ITSUP-123.");
+        };
+        let Some(key) = normalize_key(raw) else {
+            return Outcome::reprompt(
+                400,
+                "InvalidKey",
+                format!("{:?} is not a Jira ticket key. Keys look like ITSUP-123.", cut(raw, 40)),
+            );
+        };
+        let site = match self.site(deadline).await {
+            Ok(site) => site,
+            Err(outcome) => return outcome,
+        };
+        match self.jira.issue(&site, &key, deadline).await {
+            Ok(ticket) => Outcome::Answer(json!(ticket)),
+            Err(e) => jira_outcome(e, Some(&key)),
+        }
+    }
+
+    /// The asking user's usage. The identity comes only from the session attributes the Slack
+    /// worker set (the model cannot change them), never from parameters: nobody can ask for
+    /// someone else's spend.
+    async fn my_usage(
+        &self,
+        event: &ActionGroupEvent,
+        period: UsagePeriod,
+        now: DateTime<Utc>,
+        deadline: Instant,
+    ) -> Outcome {
+        let attributes = &event.context().session_attributes;
+        let attribute = |k: &str| attributes.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let (Some(team), Some(user)) = (attribute(TEAM_ATTRIBUTE), attribute(USER_ATTRIBUTE)) else {
+            return Outcome::reprompt(
+                400,
+                "NoIdentity",
+                "I can't tell which Slack user is asking, so I can't look up usage. Usage questions work when asked in Slack.",
+            );
+        };
+        let today = now.date_naive();
+        let unavailable = |e: &dyn std::fmt::Display| {
+            warn!(error = %e, "reading the usage rollups failed");
+            Outcome::failure(
+                503,
+                "UsageUnavailable",
+                "I couldn't read the usage records right now. Try again in a moment.",
+            )
+        };
+        match period {
+            UsagePeriod::Range { from, to } => {
+                let days = match within(deadline, self.usage_history.days(team, user, from, to)).await {
+                    Ok(Ok(days)) => days,
+                    Ok(Err(e)) => return unavailable(&e),
+                    Err(e) => return unavailable(&e),
+                };
+                let mut total = Spend::default();
+                for (_, spend) in &days {
+                    usage::add(&mut total, spend);
+                }
+                let mut answer = usage::spend_json(&total);
+                answer["from"] = json!(from.format("%Y-%m-%d").to_string());
+                answer["to"] = json!(to.format("%Y-%m-%d").to_string());
+                answer["days_with_usage"] = json!(days.len());
+                answer["notes"] = json!(usage::notes(total.unpriced_tokens > 0));
+                Outcome::Answer(answer)
+            }
+            _ => {
+                let spend = match within(deadline, self.usage.user_spend(team, user, today)).await {
+                    Ok(Ok(spend)) => spend,
+                    Ok(Err(e)) => return unavailable(&e),
+                    Err(e) => return unavailable(&e),
+                };
+                let mut answer = json!({ "as_of": now.format("%Y-%m-%dT%H:%M:%SZ").to_string() });
+                let mut unpriced = false;
+                if period != UsagePeriod::ThisMonth {
+                    let mut day = usage::spend_json(&spend.day);
+                    day["date"] = json!(today.format("%Y-%m-%d").to_string());
+                    answer["today"] = day;
+                    unpriced |= spend.day.unpriced_tokens > 0;
+                }
+                if period != UsagePeriod::Today {
+                    let mut month = usage::spend_json(&spend.month);
+                    month["month"] = json!(usage::month_label(today));
+                    answer["this_month"] = month;
+                    unpriced |= spend.month.unpriced_tokens > 0;
+                }
+                answer["notes"] = json!(usage::notes(unpriced));
+                Outcome::Answer(answer)
+            }
+        }
+    }
+
+    /// The Jira site with this invocation's credentials, read now.
+    async fn site(&self, deadline: Instant) -> Result<JiraSite, Outcome> {
+        let credentials = match within(deadline, self.jira_credentials.load()).await {
+            Ok(Ok(credentials)) => credentials,
+            Ok(Err(e)) => {
+                warn!(error = %e, "reading the Jira secret failed");
+                return Err(Outcome::failure(
+                    503,
+                    "JiraSecretUnavailable",
+                    "I couldn't read the bot's Jira credentials right now. Try again in a moment.",
+                ));
+            }
+            Err(e) => {
+                warn!(error = %e, "reading the Jira secret timed out");
+                return Err(Outcome::failure(
+                    504,
+                    "JiraSecretUnavailable",
+                    "I couldn't read the bot's Jira credentials in time. Try again in a moment.",
+                ));
+            }
+        };
+        JiraSite::new(&credentials).map_err(|e| jira_outcome(e, None))
+    }
+
+    /// One log line and the EMF metrics of an invocation.
+    fn record(&self, event: &ActionGroupEvent, action: &'static str, outcome: &Outcome, started: Instant) {
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let (status, code) = outcome.status_and_code();
+        info!(
+            action,
+            operation = %event.operation(),
+            action_group = %event.context().action_group,
+            outcome = outcome.kind(),
+            status,
+            error_code = code.unwrap_or_default(),
+            latency_ms,
+            "action group call"
+        );
+        self.metrics.record(&[("Action", action)]).put("ActionLatency", latency_ms as f64, Unit::Milliseconds).emit();
+        if let Some(code) = code {
+            self.metrics.count("ActionErrors", 1.0, &[("Action", action), ("ErrorCode", code)]);
+        }
+    }
+}
+
+/// Puts an outcome in the event's form.
+pub fn respond(event: &ActionGroupEvent, outcome: Outcome) -> ActionGroupResponse {
+    match (event, outcome) {
+        (ActionGroupEvent::Api(e), Outcome::Answer(body)) => e.respond(200, body.to_string()),
+        (
+            ActionGroupEvent::Api(e),
+            Outcome::Reprompt { status, message, .. } | Outcome::Failure { status, message, .. },
+        ) => e.respond(status, json!({ "error": message }).to_string()),
+        (ActionGroupEvent::Function(e), Outcome::Answer(body)) => e.respond(None, body.to_string()),
+        (ActionGroupEvent::Function(e), Outcome::Reprompt { message, .. }) => {
+            e.respond(Some(ResponseState::Reprompt), message)
+        }
+        (ActionGroupEvent::Function(e), Outcome::Failure { message, .. }) => {
+            e.respond(Some(ResponseState::Failure), message)
+        }
+    }
+}
+
+/// What to tell the agent about a Jira failure. `key` is the ticket asked for, if any.
+fn jira_outcome(e: JiraError, key: Option<&str>) -> Outcome {
+    warn!(error = %e, code = e.code(), "jira call failed");
+    let code = e.code();
+    match e {
+        JiraError::NotConfigured(_) => Outcome::failure(
+            500,
+            code,
+            "The bot's Jira connection is not set up: an administrator needs to put the Jira site URL, email and API token in the bot's Jira secret.",
+        ),
+        JiraError::Rejected { status } => Outcome::failure(
+            502,
+            code,
+            format!("Jira rejected the bot's credentials (HTTP {status}). An administrator needs to check the Jira email and API token in the bot's secret."),
+        ),
+        JiraError::NotFound { message } => match key {
+            Some(key) => Outcome::reprompt(
+                404,
+                code,
+                format!("There is no Jira ticket {key}, or the bot is not allowed to see it. Check the key and try again."),
+            ),
+            None => Outcome::reprompt(404, code, format!("Jira could not find that: {message}")),
+        },
+        JiraError::BadRequest { message } if message.is_empty() => {
+            Outcome::reprompt(400, code, "Jira refused that search. Check the query and try again.")
+        }
+        JiraError::BadRequest { message } => Outcome::reprompt(
+            400,
+            code,
+            format!("Jira could not run that search: {message} Fix the query and try again."),
+        ),
+        JiraError::RateLimited { retry_after } => Outcome::failure(
+            429,
+            code,
+            format!(
+                "Jira is rate-limiting the bot right now. Try again in about {} seconds.",
+                retry_after.as_secs().max(1)
+            ),
+        ),
+        JiraError::Unavailable { status } => Outcome::failure(
+            503,
+            code,
+            format!("Jira is having problems right now (HTTP {status}). Try again in a few minutes."),
+        ),
+        JiraError::Timeout => Outcome::failure(504, code, "Jira did not answer in time. Try again in a moment."),
+        JiraError::Unreachable(_) => {
+            Outcome::failure(502, code, "The bot could not reach Jira. Try again in a few minutes.")
+        }
+        JiraError::Unexpected { status, .. } => Outcome::failure(
+            502,
+            code,
+            format!("Jira sent an answer the bot did not understand (HTTP {status})."),
+        ),
+    }
+}
+
+/// The search answer, cut to fit the response size.
+fn search_answer(jql: &str, result: SearchResult) -> Value {
+    let SearchResult { mut tickets, mut more } = result;
+    loop {
+        let mut answer = json!({ "jql": jql, "count": tickets.len(), "more": more, "tickets": tickets });
+        if tickets.is_empty() {
+            answer["message"] = json!("No tickets match this search.");
+        }
+        if answer.to_string().len() <= MAX_BODY_BYTES || tickets.len() <= 1 {
+            return answer;
+        }
+        tickets.pop();
+        more = true;
+    }
+}
+
+/// A parameter by name: path parameters of a concrete path first, then the event's; trimmed,
+/// empty counts as absent.
+fn parameter<'a>(event: &'a ActionGroupEvent, matched: &'a Matched, name: &str) -> Option<&'a str> {
+    matched
+        .path_parameters
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .or_else(|| event.parameter(name))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// A Jira issue key in canonical form (`ITSUP-123`), from a key in any case or a browse link.
+pub fn normalize_key(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let tail = raw.rsplit_once("/browse/").map_or(raw, |(_, k)| k);
+    let candidate = tail.split(['?', '#', '/']).next()?.trim().to_ascii_uppercase();
+    let (project, number) = candidate.split_once('-')?;
+    let mut project_chars = project.chars();
+    let project_ok = project_chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && project_chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && project.len() <= 32;
+    let number_ok = !number.is_empty() && number.len() <= 12 && number.chars().all(|c| c.is_ascii_digit());
+    (project_ok && number_ok).then_some(candidate)
+}
+
+/// `fut`, bounded by the deadline and by [`STORE_TIMEOUT`].
+async fn within<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout(left.min(STORE_TIMEOUT), fut).await
+}
+
+/// The runtime's deadline (epoch milliseconds) as an Instant.
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Option<Instant> {
+    let now_ms = Utc::now().timestamp_millis();
+    let left = i64::try_from(deadline_ms).ok()?.checked_sub(now_ms)?;
+    (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jira::Ticket;
+
+    fn function_event(name: &str) -> ActionGroupEvent {
+        serde_json::from_value(json!({"actionGroup": "TicketActions", "function": name})).unwrap()
+    }
+
+    fn api_event(path: &str) -> ActionGroupEvent {
+        serde_json::from_value(json!({"actionGroup": "TicketActions", "apiPath": path, "httpMethod": "GET"})).unwrap()
+    }
+
+    #[test]
+    fn normalizes_ticket_keys() {
+        assert_eq!(normalize_key("itsup-42").as_deref(), Some("ITSUP-42"));
+        assert_eq!(normalize_key(" OPS_2-7 ").as_deref(), Some("OPS_2-7"));
+        assert_eq!(normalize_key("https://acme.atlassian.net/browse/ITSUP-42?focused=1").as_deref(), Some("ITSUP-42"));
+        for bad in ["", "42", "ITSUP", "ITSUP-", "-42", "1TSUP-42", "ITSUP-4x", "ITSUP 42", "A-1-2", "ÄB-1"] {
+            assert_eq!(normalize_key(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn outcomes_take_the_form_of_the_event() {
+        let reprompt = || Outcome::reprompt(404, "JiraNotFound", "no such ticket");
+        let failure = || Outcome::failure(503, "JiraUnavailable", "Jira is down");
+
+        let f = respond(&function_event("getTicket"), Outcome::Answer(json!({"key": "A-1"})));
+        let v = serde_json::to_value(&f).unwrap();
+        assert!(v["response"]["functionResponse"].get("responseState").is_none());
+        assert_eq!(f.body(), r#"{"key":"A-1"}"#);
+        let v = serde_json::to_value(respond(&function_event("getTicket"), reprompt())).unwrap();
+        assert_eq!(v["response"]["functionResponse"]["responseState"], "REPROMPT");
+        assert_eq!(v["response"]["functionResponse"]["responseBody"]["TEXT"]["body"], "no such ticket");
+        let v = serde_json::to_value(respond(&function_event("getTicket"), failure())).unwrap();
+        assert_eq!(v["response"]["functionResponse"]["responseState"], "FAILURE");
+
+        let a = respond(&api_event("/tickets/{key}"), Outcome::Answer(json!({"key": "A-1"})));
+        assert_eq!(a.api().unwrap().http_status_code, 200);
+        let a = respond(&api_event("/tickets/{key}"), reprompt());
+        assert_eq!(a.api().unwrap().http_status_code, 404);
+        assert_eq!(serde_json::from_str::<Value>(a.body()).unwrap(), json!({"error": "no such ticket"}));
+        assert_eq!(respond(&api_event("/x"), failure()).api().unwrap().http_status_code, 503);
+    }
+
+    #[test]
+    fn jira_failures_become_messages_the_agent_can_relay() {
+        let kind = |o: &Outcome| o.kind();
+        assert_eq!(kind(&jira_outcome(JiraError::Rejected { status: 401 }, None)), "failure");
+        let Outcome::Failure { message, .. } = jira_outcome(JiraError::Rejected { status: 403 }, None) else {
+            panic!()
+        };
+        assert!(message.contains("Jira rejected the bot's credentials (HTTP 403)"), "{message}");
+        let Outcome::Reprompt { message, status, .. } =
+            jira_outcome(JiraError::NotFound { message: "Issue does not exist".into() }, Some("ITSUP-9"))
+        else {
+            panic!()
+        };
+        assert_eq!(status, 404);
+        assert!(message.contains("ITSUP-9"), "{message}");
+        let Outcome::Reprompt { message, .. } =
+            jira_outcome(JiraError::BadRequest { message: "Field 'foo' does not exist.".into() }, None)
+        else {
+            panic!()
+        };
+        assert!(message.contains("Field 'foo' does not exist."), "{message}");
+        let Outcome::Failure { message, status, .. } =
+            jira_outcome(JiraError::RateLimited { retry_after: Duration::from_secs(42) }, None)
+        else {
+            panic!()
+        };
+        assert_eq!(status, 429);
+        assert!(message.contains("42 seconds"), "{message}");
+        for e in [
+            JiraError::Unavailable { status: 500 },
+            JiraError::Timeout,
+            JiraError::Unreachable("x".into()),
+            JiraError::NotConfigured("x".into()),
+            JiraError::Unexpected { status: 302, reason: "x".into() },
+        ] {
+            assert_eq!(kind(&jira_outcome(e, None)), "failure");
+        }
+    }
+
+    #[test]
+    fn search_answers_fit_the_response_size() {
+        let ticket = |i: usize| Ticket {
+            key: format!("BIG-{i}"),
+            summary: "s".repeat(200),
+            status: Some("Open".into()),
+            assignee: Some("Someone With A Long Name".into()),
+            updated: Some("2026-01-01T00:00:00.000+0000".into()),
+            priority: Some("Medium".into()),
+            url: format!("https://acme.atlassian.net/browse/BIG-{i}"),
+        };
+        let many = SearchResult { tickets: (0..200).map(ticket).collect(), more: false };
+        let answer = search_answer("project = BIG", many);
+        assert!(answer.to_string().len() <= MAX_BODY_BYTES);
+        assert_eq!(answer["more"], true);
+        assert_eq!(answer["count"].as_u64().unwrap() as usize, answer["tickets"].as_array().unwrap().len());
+        let none = search_answer("x", SearchResult { tickets: vec![], more: false });
+        assert_eq!(none["count"], 0);
+        assert!(none["message"].is_string());
+    }
+
+    #[test]
+    fn a_malformed_event_is_a_lambda_error_with_a_meaningful_type() {
+        let d: Diagnostic = ActionGroupError::MalformedEvent("no apiPath".into()).into();
+        assert_eq!(d.error_type, "MalformedEvent");
+        assert!(d.error_message.contains("no apiPath"));
+    }
+
+    #[test]
+    fn deadlines_come_from_epoch_milliseconds() {
+        let in_ten = (Utc::now().timestamp_millis() + 10_000) as u64;
+        let d = deadline_from_epoch_ms(in_ten).unwrap();
+        let left = d.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10), "{left:?}");
+        assert!(deadline_from_epoch_ms(1).is_none());
+    }
+}

@@ -1,0 +1,35 @@
+//! Lambda entry point of action-group (invoked by a Bedrock Agent's action group).
+
+use std::sync::Arc;
+
+use action_group::handler::deadline_from_epoch_ms;
+use action_group::jira::{JiraClient, SecretsManagerJiraCredentials};
+use action_group::usage::DynamoDbUsageHistory;
+use action_group::{ActionGroupConfig, Handler};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::aws::usage::DynamoDbUsageReader;
+use shared::telemetry::{init_logging, Metrics};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    let config = ActionGroupConfig::from_env()?;
+    let sdk = shared::config::aws_sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let handler = Handler {
+        jira_credentials: Arc::new(SecretsManagerJiraCredentials::new(
+            aws_sdk_secretsmanager::Client::new(&sdk),
+            &config.jira_secret_arn,
+        )),
+        jira: JiraClient::new()?,
+        usage: Arc::new(DynamoDbUsageReader::new(dynamodb.clone(), &config.usage_table)),
+        usage_history: Arc::new(DynamoDbUsageHistory::new(dynamodb, &config.usage_table)),
+        metrics: Metrics::stdout(&config.metrics_namespace),
+    };
+    let handler = &handler;
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        handler.handle(event.payload, deadline).await
+    }))
+    .await
+}

@@ -1,0 +1,49 @@
+//! Lambda entry point of token-logging (SQS usage queue, partial batch failures).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::aws::ledger::DynamoDbLedger;
+use shared::telemetry::{init_logging, Metrics};
+use token_logging::handler::{Config, TokenLogger};
+use token_logging::writer::WriterSettings;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    let config = Config::from_env()?;
+    let sdk = shared::config::aws_sdk_config().await;
+    let prices = shared::pricing::source::load_configured(&sdk).await?;
+    // The writer retries (and counts throttles for DynamoDBThrottles and the circuit breaker)
+    // itself, so the SDK makes one attempt per call, each bounded in time.
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(TimeoutConfig::builder().operation_attempt_timeout(Duration::from_secs(5)).build())
+            .build(),
+    );
+    let logger = TokenLogger::new(
+        Arc::new(DynamoDbLedger::new(dynamodb, &config.usage_table)),
+        prices,
+        Metrics::stdout(&config.metrics_namespace),
+        &config.usage_table,
+        WriterSettings::default(),
+    );
+    let logger = &logger;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = deadline_instant(event.context.deadline);
+        Ok::<_, Error>(logger.handle_batch(event.payload, deadline).await)
+    }))
+    .await
+}
+
+/// Converts the runtime's deadline (epoch ms) into an Instant.
+fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let left = (deadline_ms as i64).checked_sub(now_ms)?;
+    (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64))
+}
