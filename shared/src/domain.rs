@@ -69,19 +69,29 @@ pub struct AgentTurn {
 impl AgentTurn {
     /// Total input and output tokens over all model calls.
     pub fn tokens(&self) -> (u64, u64) {
-        self.model_calls.iter().fold((0, 0), |(i, o), c| (i + c.input_tokens, o + c.output_tokens))
+        total_tokens(&self.model_calls)
     }
 
     /// Distinct model ids in call order.
     pub fn model_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = Vec::new();
-        for c in &self.model_calls {
-            if !ids.contains(&c.model_id) {
-                ids.push(c.model_id.clone());
-            }
-        }
-        ids
+        model_ids(&self.model_calls)
     }
+}
+
+/// Total input and output tokens of `calls`.
+pub fn total_tokens(calls: &[ModelCall]) -> (u64, u64) {
+    calls.iter().fold((0, 0), |(i, o), c| (i + c.input_tokens, o + c.output_tokens))
+}
+
+/// Distinct model ids of `calls`, in call order.
+pub fn model_ids(calls: &[ModelCall]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for c in calls {
+        if !ids.contains(&c.model_id) {
+            ids.push(c.model_id.clone());
+        }
+    }
+    ids
 }
 
 /// How a turn ended.

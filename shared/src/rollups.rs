@@ -58,6 +58,18 @@ pub struct Spend {
     pub unpriced_tokens: u64,
 }
 
+impl std::ops::AddAssign for Spend {
+    fn add_assign(&mut self, b: Spend) {
+        self.cost_usd += b.cost_usd;
+        self.input_tokens += b.input_tokens;
+        self.output_tokens += b.output_tokens;
+        self.cache_read_tokens += b.cache_read_tokens;
+        self.cache_write_tokens += b.cache_write_tokens;
+        self.turns += b.turns;
+        self.unpriced_tokens += b.unpriced_tokens;
+    }
+}
+
 /// Numeric attribute names of a rollup item, in [`Spend`] field order.
 pub const SPEND_ATTRIBUTES: [&str; 7] = [
     "cost_usd",

@@ -13,6 +13,7 @@
 //! The server runs on its own thread and runtime, so one instance ([`FakeJira::shared`]) serves
 //! every test of a binary; tests keep apart by using their own project keys.
 
+use crate::fake_slack::percent_decode;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -605,29 +606,6 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 3 <= bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +645,6 @@ mod tests {
     fn decodes_query_parameters() {
         assert_eq!(query_param("jql=project%20%3D%20A&maxResults=5", "jql").as_deref(), Some("project = A"));
         assert_eq!(query_param("a=1", "jql"), None);
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(crate::fake_slack::percent_decode("%zz%4"), "%zz%4");
     }
 }

@@ -384,7 +384,8 @@ fn parse_form(encoded: &str) -> Map<String, Value> {
         .collect()
 }
 
-fn percent_decode(text: &str) -> String {
+/// Decodes `+` and `%XX` of form and query encoding; malformed escapes stay as they are.
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -258,7 +258,7 @@ impl Handler {
                 };
                 let mut total = Spend::default();
                 for (_, spend) in &days {
-                    usage::add(&mut total, spend);
+                    total += *spend;
                 }
                 let mut answer = usage::spend_json(&total);
                 answer["from"] = json!(from.format("%Y-%m-%d").to_string());

@@ -172,17 +172,6 @@ pub fn spend_json(spend: &Spend) -> Value {
     })
 }
 
-/// Adds `b` to `a`.
-pub fn add(a: &mut Spend, b: &Spend) {
-    a.cost_usd += b.cost_usd;
-    a.input_tokens += b.input_tokens;
-    a.output_tokens += b.output_tokens;
-    a.cache_read_tokens += b.cache_read_tokens;
-    a.cache_write_tokens += b.cache_write_tokens;
-    a.turns += b.turns;
-    a.unpriced_tokens += b.unpriced_tokens;
-}
-
 /// Says what the figures mean, so the agent does not guess.
 pub fn notes(unpriced: bool) -> Vec<&'static str> {
     let mut notes = vec!["Amounts are estimates in USD from the bot's price table; dates are UTC."];
@@ -251,11 +240,8 @@ mod tests {
     #[test]
     fn sums_and_formats_spend() {
         let mut total = Spend::default();
-        add(
-            &mut total,
-            &Spend { cost_usd: 0.123456, input_tokens: 10, output_tokens: 5, turns: 1, ..Spend::default() },
-        );
-        add(&mut total, &Spend { cost_usd: 0.1, input_tokens: 1, unpriced_tokens: 7, turns: 1, ..Spend::default() });
+        total += Spend { cost_usd: 0.123456, input_tokens: 10, output_tokens: 5, turns: 1, ..Spend::default() };
+        total += Spend { cost_usd: 0.1, input_tokens: 1, unpriced_tokens: 7, turns: 1, ..Spend::default() };
         let v = spend_json(&total);
         assert_eq!(v["cost_usd"], 0.2235);
         assert_eq!(v["total_tokens"], 16);

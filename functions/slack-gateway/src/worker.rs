@@ -599,14 +599,7 @@ impl Worker {
         error_code: Option<String>,
         latency_ms: u64,
     ) -> AnalyticsEvent {
-        let (input_tokens, output_tokens) =
-            calls.iter().fold((0, 0), |(i, o), c| (i + c.input_tokens, o + c.output_tokens));
-        let mut model_ids: Vec<String> = Vec::new();
-        for c in calls {
-            if !model_ids.contains(&c.model_id) {
-                model_ids.push(c.model_id.clone());
-            }
-        }
+        let (input_tokens, output_tokens) = shared::domain::total_tokens(calls);
         let question = m.question();
         AnalyticsEvent {
             timestamp: iso_ms(m.received_at_ms),
@@ -625,7 +618,7 @@ impl Worker {
             session_id: session_id.to_string(),
             action_groups: turn.action_groups.clone(),
             sources: turn.sources.clone(),
-            model_ids,
+            model_ids: shared::domain::model_ids(calls),
             input_tokens,
             output_tokens,
             // None when any model of the turn is missing from the price table: never a guess.
