@@ -7,12 +7,25 @@
 //! | user x month        | `USER#{team}#{user}`       | `MONTH#{YYYY-MM}`                   |
 //! | day x agent x model | `DAY#{YYYY-MM-DD}`         | `AGENT#{agent}#MODEL#{model}`       |
 //! | day x hour x agent  | `DAY#{YYYY-MM-DD}`         | `HOUR#{HH}#AGENT#{agent}`           |
+//! | day x user x agent  | `DAY#{YYYY-MM-DD}`         | `USER#{team}#{user}#AGENT#{agent}`  |
+//! | user x day x agent x model | `USER#{team}#{user}` | `USAGE#{YYYY-MM-DD}#AGENT#{agent}#MODEL#{model}` |
+//! | day x agent feedback | `DAY#{YYYY-MM-DD}`        | `FEEDBACK#AGENT#{agent}`            |
+//! | user registry       | `USERS`                    | `USER#{team}#{user}`                |
+//! | agent registry      | `AGENTS`                   | `AGENT#{agent}`                     |
 //! | ledger (one turn)   | `TURN#{record_id}`         | `TURN`                              |
 //!
 //! Dates and hours are UTC. Every rollup item carries the numeric attributes of [`Spend`]; `DAY#`
 //! items also carry `agent_id` and `model_id` or `hour` as strings, so one Query on `DAY#{date}`
 //! (`begins_with(sk, "AGENT#")` or `"HOUR#"`) reads a whole day for reports. `{model}` is the
 //! price-table key (the reported id when unpriced); there `turns` counts turns that called the model.
+//!
+//! The day x user x agent items (labels `team_id`, `user_id`, `agent_id`) list who was active on a
+//! day and with which agent (unique users, users with usage) at one item per active user and
+//! agent, whatever the number of turns. The user x day x agent x model items (labels `agent_id`,
+//! `model_id`) give one user's cost allocation with one Query on the user's `USAGE#` range. The
+//! feedback item carries [`FEEDBACK_ATTRIBUTES`] (counts ADDed by whoever records feedback).
+//! The registries (lifetime totals, labelled like the day x user x agent items) list every user
+//! and agent ever seen with one Query each, for "users with no usage" and "unused agents".
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
@@ -45,6 +58,40 @@ pub fn agent_model_sk(agent_id: &str, model: &str) -> String {
 pub fn hour_agent_sk(hour: u32, agent_id: &str) -> String {
     format!("HOUR#{hour:02}#AGENT#{agent_id}")
 }
+
+/// Sort key of a day x user x agent rollup (in the day's partition).
+pub fn user_agent_sk(team_id: &str, user_id: &str, agent_id: &str) -> String {
+    format!("USER#{team_id}#{user_id}#AGENT#{agent_id}")
+}
+
+/// Sort key of a user x day x agent x model rollup (in the user's partition).
+pub fn user_usage_sk(day: NaiveDate, agent_id: &str, model: &str) -> String {
+    format!("USAGE#{}#AGENT#{agent_id}#MODEL#{model}", day.format("%Y-%m-%d"))
+}
+
+/// Sort key of a day x agent feedback rollup (in the day's partition).
+pub fn feedback_sk(agent_id: &str) -> String {
+    format!("FEEDBACK#AGENT#{agent_id}")
+}
+
+/// Partition key of the user registry.
+pub const USERS_PK: &str = "USERS";
+
+/// Partition key of the agent registry.
+pub const AGENTS_PK: &str = "AGENTS";
+
+/// Sort key of a user in the user registry.
+pub fn registry_user_sk(team_id: &str, user_id: &str) -> String {
+    format!("USER#{team_id}#{user_id}")
+}
+
+/// Sort key of an agent in the agent registry.
+pub fn registry_agent_sk(agent_id: &str) -> String {
+    format!("AGENT#{agent_id}")
+}
+
+/// Numeric attributes of a feedback rollup: answers rated helpful and not helpful.
+pub const FEEDBACK_ATTRIBUTES: [&str; 2] = ["positive", "negative"];
 
 /// What a rollup item adds up. `cost_usd` excludes unpriced tokens (counted apart).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -108,6 +155,9 @@ mod tests {
         assert_eq!(user_pk("T1", "U1"), "USER#T1#U1");
         assert_eq!(day_sk(d), "DAY#2026-12-31");
         assert_eq!(month_sk(d), "MONTH#2026-12");
+        assert_eq!(user_agent_sk("T1", "U1", "A1"), "USER#T1#U1#AGENT#A1");
+        assert_eq!(user_usage_sk(d, "A1", "m"), "USAGE#2026-12-31#AGENT#A1#MODEL#m");
+        assert_eq!(feedback_sk("A1"), "FEEDBACK#AGENT#A1");
         let now = d.and_hms_opt(13, 0, 0).unwrap().and_utc();
         let (day_end, month_end) = period_ends(now);
         assert_eq!(day_end.to_rfc3339(), "2027-01-01T00:00:00+00:00");

@@ -15,7 +15,9 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_current_span(false)
+        // The runtime's "Lambda runtime invoke" span: every line carries span.requestId (our own
+        // code opens no spans, so the current span is always that one).
+        .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time()
@@ -78,6 +80,7 @@ impl Metrics {
         MetricSet {
             metrics: self,
             dimensions: dimensions.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            with_total: false,
             values: Vec::new(),
             properties: Map::new(),
         }
@@ -87,12 +90,19 @@ impl Metrics {
     pub fn count(&self, name: &str, value: f64, dimensions: &[(&str, &str)]) {
         self.record(dimensions).put(name, value, Unit::Count).emit();
     }
+
+    /// Emits a count with the given dimensions and, in the same document, without any: the
+    /// dimensionless series is the one an alarm can watch across every dimension value.
+    pub fn count_with_total(&self, name: &str, value: f64, dimensions: &[(&str, &str)]) {
+        self.record(dimensions).with_total().put(name, value, Unit::Count).emit();
+    }
 }
 
 /// One EMF document under construction: metrics sharing one dimension set.
 pub struct MetricSet<'a> {
     metrics: &'a Metrics,
     dimensions: Vec<(String, String)>,
+    with_total: bool,
     values: Vec<(String, f64, Unit)>,
     properties: Map<String, Value>,
 }
@@ -101,6 +111,13 @@ impl MetricSet<'_> {
     /// Adds a metric value.
     pub fn put(mut self, name: &str, value: f64, unit: Unit) -> Self {
         self.values.push((name.to_string(), value, unit));
+        self
+    }
+
+    /// Also emits the set's metrics without dimensions (a second EMF dimension set, no extra
+    /// line): CloudWatch alarms cannot SEARCH, so an alarm across dimension values needs it.
+    pub fn with_total(mut self) -> Self {
+        self.with_total = true;
         self
     }
 
@@ -117,6 +134,10 @@ impl MetricSet<'_> {
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         let dim_names: Vec<&str> = self.dimensions.iter().map(|(k, _)| k.as_str()).collect();
+        let mut dimension_sets = vec![dim_names];
+        if self.with_total && !dimension_sets[0].is_empty() {
+            dimension_sets.push(Vec::new());
+        }
         let defs: Vec<Value> = self.values.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u.as_str()})).collect();
         let mut doc = Map::new();
         doc.insert(
@@ -125,7 +146,7 @@ impl MetricSet<'_> {
                 "Timestamp": now_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": self.metrics.namespace,
-                    "Dimensions": [dim_names],
+                    "Dimensions": dimension_sets,
                     "Metrics": defs,
                 }]
             }),
@@ -191,5 +212,18 @@ mod tests {
         assert_eq!(d["AgentId"], "A1");
         assert_eq!(d["event_id"], "Ev1");
         assert_eq!(docs[1]["SchemaDrift"], 1.0);
+    }
+
+    #[test]
+    fn with_total_adds_a_dimensionless_set_to_the_same_document() {
+        let (m, buf) = Metrics::capture("BedrockUsage");
+        m.count_with_total("APIErrors", 1.0, &[("ErrorCode", "Throttling")]);
+        m.record(&[]).with_total().put("Heartbeat", 1.0, Unit::Count).emit();
+        let docs = parse_emf(&buf.lock().unwrap());
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["ErrorCode"], []]));
+        assert_eq!(docs[0]["ErrorCode"], "Throttling");
+        // Already dimensionless: no duplicate set (it would count twice).
+        assert_eq!(docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
     }
 }

@@ -79,12 +79,16 @@ struct Store {
     /// (channel, thread ts) -> messages, oldest first.
     threads: HashMap<(String, String), Vec<Value>>,
     ts_counter: u64,
+    /// Files of the external upload flow: file id -> (filename, bytes received at its upload URL).
+    uploads: HashMap<String, (String, Vec<u8>)>,
 }
 
 struct Inner {
     token: String,
     /// Unix seconds at start: posted messages get ts values after it.
     base_secs: u64,
+    /// `http://ADDR/upload/`: where `files.getUploadURLExternal` sends the bytes.
+    upload_base: String,
     store: Mutex<Store>,
 }
 
@@ -142,7 +146,9 @@ impl FakeSlack {
             .enable_all()
             .build()?;
         let base_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1_700_000_000, |d| d.as_secs());
-        let inner = Arc::new(Inner { token: token.to_string(), base_secs, store: Mutex::new(Store::default()) });
+        let upload_base = format!("http://{addr}/upload/");
+        let inner =
+            Arc::new(Inner { token: token.to_string(), base_secs, upload_base, store: Mutex::new(Store::default()) });
         let app = Router::new().fallback(handle).with_state(Arc::clone(&inner));
         let (shutdown, stopped) = oneshot::channel::<()>();
         std::thread::Builder::new().name("fake-slack".into()).spawn(move || {
@@ -200,6 +206,11 @@ impl FakeSlack {
         self.inner.store().threads.insert((channel.to_string(), thread_ts.to_string()), messages);
     }
 
+    /// The bytes uploaded for `file_id` through the external upload flow, with its filename.
+    pub fn uploaded(&self, file_id: &str) -> Option<(String, Vec<u8>)> {
+        self.inner.store().uploads.get(file_id).cloned()
+    }
+
     /// Makes the next call of `method` (in `channel`, when given) fail with `fault`. Faults
     /// queue: several for the same call apply to successive calls, in order.
     pub fn fail_next(&self, method: &str, channel: Option<&str>, fault: Fault) {
@@ -245,6 +256,31 @@ async fn handle(
     let channel = params.get("channel").and_then(Value::as_str).map(str::to_string);
 
     let mut store = inner.store();
+    // An upload URL of the external upload flow: pre-signed, so no bot token is expected.
+    if let Some(file_id) = method.strip_prefix("upload/") {
+        let known = match store.uploads.get_mut(file_id) {
+            Some((_, stored)) => {
+                *stored = body.to_vec();
+                true
+            }
+            None => false,
+        };
+        store.calls.push(RecordedCall {
+            method: "upload".into(),
+            http_method: http_method.to_string(),
+            params: json!({ "file_id": file_id, "length": body.len() }),
+            authorized,
+            raw_query,
+            raw_body: String::new(),
+            headers: recorded_headers,
+            fault: None,
+        });
+        return if known {
+            (StatusCode::OK, format!("OK - {}", body.len())).into_response()
+        } else {
+            (StatusCode::NOT_FOUND, "unknown file").into_response()
+        };
+    }
     let fault_at =
         store.faults.iter().position(|f| f.method == method && (f.channel.is_none() || f.channel == channel));
     let fault = fault_at.map(|i| store.faults.remove(i).fault);
@@ -253,7 +289,7 @@ async fn handle(
         Some(fault) => fault_response(fault),
         None if authorization.is_none() => slack_error("not_authed"),
         None if !authorized => slack_error("invalid_auth"),
-        None => Json(store.answer(&method, &params, inner.base_secs)).into_response(),
+        None => Json(store.answer(&method, &params, inner.base_secs, &inner.upload_base)).into_response(),
     };
     store.calls.push(RecordedCall {
         method,
@@ -276,7 +312,7 @@ impl Store {
     }
 
     /// Slack's answer to a well-authenticated call.
-    fn answer(&mut self, method: &str, params: &Value, base_secs: u64) -> Value {
+    fn answer(&mut self, method: &str, params: &Value, base_secs: u64, upload_base: &str) -> Value {
         let str_param = |name: &str| params.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
         match method {
             "chat.postMessage" => {
@@ -318,6 +354,33 @@ impl Store {
                 json!({ "ok": true, "channel": channel, "ts": ts, "text": text })
             }
             "reactions.add" | "reactions.remove" => json!({ "ok": true }),
+            "files.getUploadURLExternal" => {
+                let Some(filename) = str_param("filename") else { return error_body("invalid_arguments") };
+                let length_ok = str_param("length").and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l > 0);
+                if !length_ok {
+                    return error_body("invalid_arguments");
+                }
+                self.ts_counter += 1;
+                let file_id = format!("F{:08}", self.ts_counter);
+                self.uploads.insert(file_id.clone(), (filename.to_string(), Vec::new()));
+                json!({ "ok": true, "upload_url": format!("{upload_base}{file_id}"), "file_id": file_id })
+            }
+            "files.completeUploadExternal" => {
+                let Some(files) = params.get("files").and_then(Value::as_array) else {
+                    return error_body("invalid_arguments");
+                };
+                let mut done = Vec::new();
+                for f in files {
+                    let id = f.get("id").and_then(Value::as_str).unwrap_or_default();
+                    match self.uploads.get(id) {
+                        Some((name, bytes)) if !bytes.is_empty() => {
+                            done.push(json!({ "id": id, "name": name, "title": f.get("title") }))
+                        }
+                        _ => return error_body("file_not_found"),
+                    }
+                }
+                json!({ "ok": true, "files": done })
+            }
             "conversations.replies" => {
                 let (Some(channel), Some(ts)) = (str_param("channel"), str_param("ts")) else {
                     return error_body("invalid_arguments");

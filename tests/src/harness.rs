@@ -90,6 +90,19 @@ impl Gateway {
             prices: Arc::new(shared::pricing::PriceTable::embedded()),
             metrics,
             settings,
+            feedback: Arc::new(slack_gateway::feedback::FeedbackRecorder {
+                store: Arc::new(
+                    DynamoDbConversations::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.conversations_table)
+                        .with_feedback_rollup(&resources.usage_table, AGENT_ID),
+                ),
+                sink: Some(Arc::new(shared::aws::feedback::FirehoseFeedback::new(
+                    aws_sdk_firehose::Client::new(&sdk),
+                    &resources.feedback_stream,
+                ))),
+                settings: slack_gateway::feedback::FeedbackSettings::default(),
+                agent_id: AGENT_ID.into(),
+                agent_alias_id: AGENT_ALIAS_ID.into(),
+            }),
         };
         Gateway { sdk, resources, ingress, worker, emf }
     }

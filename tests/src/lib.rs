@@ -1,6 +1,8 @@
 //! Local emulators for tests and the local stack: moto (AWS), a fake Slack Web API, a scripted
 //! Bedrock Agent Runtime speaking the real event-stream framing, and Slack request signing.
 
+pub mod alerts;
+pub mod costs;
 pub mod fake_agent;
 pub mod fake_jira;
 pub mod fake_slack;
@@ -9,6 +11,9 @@ pub mod gateway_binaries;
 pub mod harness;
 pub mod lambda_runtime_api;
 pub mod local_stack;
+pub mod metric_scan;
 pub mod moto;
 pub mod resources;
 pub mod slack_events;
+pub mod sql;
+pub mod template;

@@ -92,6 +92,7 @@ impl LocalStack {
                 ("SLACK_API_BASE", &emu.slack.api_base()),
                 ("USAGE_QUEUE_URL", &resources.usage_queue_url),
                 ("EVENTS_STREAM_NAME", &resources.stream),
+                ("FEEDBACK_STREAM_NAME", &resources.feedback_stream),
                 ("CONVERSATIONS_TABLE", &resources.conversations_table),
                 ("USAGE_TABLE", &resources.usage_table),
                 ("AGENT_ID", AGENT_ID),

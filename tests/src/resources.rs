@@ -20,6 +20,8 @@ pub struct GatewayResources {
     pub usage_queue_url: String,
     pub bucket: String,
     pub stream: String,
+    /// The feedback Firehose stream (same bucket, prefix `feedback/`).
+    pub feedback_stream: String,
     pub secret_arn: String,
 }
 
@@ -38,7 +40,7 @@ impl GatewayResources {
         let dedup_table = format!("{prefix}-dedup");
         create_table(&ddb, &dedup_table, false).await?;
         let conversations_table = format!("{prefix}-conversations");
-        create_table(&ddb, &conversations_table, true).await?;
+        create_conversations_table(&ddb, &conversations_table).await?;
         let usage_table = format!("{prefix}-usage");
         create_table(&ddb, &usage_table, true).await?;
 
@@ -70,6 +72,20 @@ impl GatewayResources {
             )
             .send()
             .await?;
+        let feedback_stream = format!("{prefix}-feedback");
+        firehose
+            .create_delivery_stream()
+            .delivery_stream_name(&feedback_stream)
+            .delivery_stream_type(DeliveryStreamType::DirectPut)
+            .extended_s3_destination_configuration(
+                ExtendedS3DestinationConfiguration::builder()
+                    .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+                    .role_arn("arn:aws:iam::123456789012:role/firehose-delivery")
+                    .prefix("feedback/")
+                    .build()?,
+            )
+            .send()
+            .await?;
         let secret_arn = secrets
             .create_secret()
             .name(format!("{prefix}/slack"))
@@ -88,6 +104,7 @@ impl GatewayResources {
             usage_queue_url,
             bucket,
             stream,
+            feedback_stream,
             secret_arn,
         })
     }
@@ -110,6 +127,63 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, with_sort_key:
             .key_schema(KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build()?);
     }
     req.send().await?;
+    Ok(())
+}
+
+/// A table keyed by `pk` and `sk` strings (the usage and admin audit tables' shape).
+pub async fn create_keyed_table(sdk: &SdkConfig, name: &str) -> Result<(), BoxError> {
+    create_table(&aws_sdk_dynamodb::Client::new(sdk), name, true).await
+}
+
+/// The conversations table with its three sparse GSIs, as template.yaml declares it.
+pub async fn create_conversations_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), BoxError> {
+    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
+    use shared::aws::conversations::{BY_HOUR_INDEX, BY_HOUR_PROJECTION, BY_REPLY_INDEX, OPEN_TURNS_INDEX};
+    let attr =
+        |n: &str, t: ScalarAttributeType| AttributeDefinition::builder().attribute_name(n).attribute_type(t).build();
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
+    let keys_only = Projection::builder().projection_type(ProjectionType::KeysOnly).build();
+    let by_hour = Projection::builder()
+        .projection_type(ProjectionType::Include)
+        .set_non_key_attributes(Some(BY_HOUR_PROJECTION.iter().map(|a| a.to_string()).collect()))
+        .build();
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("sk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("open_turn", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("received_at_ms", ScalarAttributeType::N)?)
+        .attribute_definitions(attr("hour", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("at_ms", ScalarAttributeType::N)?)
+        .attribute_definitions(attr("reply_key", ScalarAttributeType::S)?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(OPEN_TURNS_INDEX)
+                .key_schema(key("open_turn", KeyType::Hash)?)
+                .key_schema(key("received_at_ms", KeyType::Range)?)
+                .projection(keys_only.clone())
+                .build()?,
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(BY_HOUR_INDEX)
+                .key_schema(key("hour", KeyType::Hash)?)
+                .key_schema(key("at_ms", KeyType::Range)?)
+                .projection(by_hour)
+                .build()?,
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(BY_REPLY_INDEX)
+                .key_schema(key("reply_key", KeyType::Hash)?)
+                .projection(keys_only)
+                .build()?,
+        )
+        .send()
+        .await?;
     Ok(())
 }
 

@@ -25,7 +25,7 @@ async fn ingress_and_worker_binaries_answer_a_mention_end_to_end() {
         other => panic!("worker: {other:?}\n{}", rt.worker_output),
     }
     assert_eq!(emulators().slack.posted_texts(channel).len(), 1, "{}", rt.worker_output);
-    assert!(rt.worker_output.contains("\"InputTokens\""), "EMF on stdout: {}", rt.worker_output);
+    assert!(rt.worker_output.contains("\"APILatency\""), "EMF on stdout: {}", rt.worker_output);
     for out in [&rt.ingress_output, &rt.worker_output] {
         assert!(!out.contains(TEST_SIGNING_SECRET) && !out.contains(TEST_BOT_TOKEN), "no secret in logs: {out}");
     }

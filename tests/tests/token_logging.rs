@@ -358,7 +358,8 @@ async fn poll_once(l: &Logging, queue: &str) -> Option<(SqsBatchResponse, BatchS
 async fn partial_failures_return_to_the_queue_and_malformed_records_reach_the_dlq() {
     // Several transactions per batch; the second one stays throttled past the retries once.
     let mut settings = fast_settings();
-    settings.max_actions = 12;
+    // A turn of four models needs 15 actions (its put and 14 rollups).
+    settings.max_actions = 20;
     let l = Logging::with("tl-partial", Faulty::wrap(false, |call| (2..=5).contains(&call)), settings).await;
     let sqs = aws_sdk_sqs::Client::new(&l.sdk);
     let dlq =
@@ -430,7 +431,7 @@ async fn a_missing_table_trips_the_circuit_breaker() {
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let (metrics, emf) = Metrics::capture("BedrockUsage");
     let mut settings = fast_settings();
-    settings.max_actions = 8;
+    settings.max_actions = 20;
     settings.breaker_threshold = 2;
     let logger = TokenLogger::new(
         Arc::new(DynamoDbLedger::new(ddb, "tl-no-such-table")),
@@ -498,9 +499,10 @@ async fn a_crash_after_the_write_neither_loses_nor_doubles_rollups() {
 #[tokio::test]
 async fn rollups_add_up_to_the_ledger_over_hundreds_of_turns() {
     // Sized for moto, which copies the whole table for every action of a transaction (the
-    // benchmark runs 10,000 records in process).
+    // benchmark runs 10,000 records in process); each turn now feeds the cost-analyzer's rollups
+    // too (about twice the items), hence 120 turns.
     let l = Logging::new("tl-rollups").await;
-    let records = generate(200, 25, 42);
+    let records = generate(120, 25, 42);
     for (i, batch) in records.chunks(100).enumerate() {
         let (resp, _) = l.handle(event_of(batch, &format!("b{i}"))).await;
         assert!(resp.batch_item_failures.is_empty());
@@ -511,7 +513,7 @@ async fn rollups_add_up_to_the_ledger_over_hundreds_of_turns() {
 
     let items = l.scan().await;
     let ledger = ledger_items(&items);
-    assert_eq!(ledger.len(), 200);
+    assert_eq!(ledger.len(), 120);
     assert_rollups_match_ledger(&items);
     // And the ledger holds exactly what was sent.
     let sent_input: u64 = records.iter().flat_map(|r| &r.calls).map(|c| c.input_tokens).sum();
@@ -725,6 +727,9 @@ fn assert_rollups_match_ledger(items: &[Item]) {
             (user.clone(), format!("DAY#{day}")),
             (user.clone(), format!("MONTH#{month}")),
             (format!("DAY#{day}"), format!("HOUR#{hour}#AGENT#{agent}")),
+            (format!("DAY#{day}"), format!("{}#AGENT#{agent}", user)),
+            ("USERS".to_string(), user.clone()),
+            ("AGENTS".to_string(), format!("AGENT#{agent}")),
         ] {
             add(expected.entry(key).or_default(), &calls);
         }
@@ -734,6 +739,8 @@ fn assert_rollups_match_ledger(items: &[Item]) {
         for model in models {
             let of_model: Vec<&Item> = calls.iter().copied().filter(|c| s(c, "model") == model).collect();
             add(expected.entry((format!("DAY#{day}"), format!("AGENT#{agent}#MODEL#{model}"))).or_default(), &of_model);
+            let usage_sk = format!("USAGE#{day}#AGENT#{agent}#MODEL#{model}");
+            add(expected.entry((user.clone(), usage_sk)).or_default(), &of_model);
         }
         // The ledger's own totals agree with its calls.
         let mut own = Sum::default();

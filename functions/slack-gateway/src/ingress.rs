@@ -146,7 +146,7 @@ impl Ingress {
     }
 
     fn drift(&self, event_type: &str, detail: &str, body: Option<&Value>) {
-        self.metrics.count("SchemaDrift", 1.0, &[("EventType", event_type)]);
+        self.metrics.count_with_total("SchemaDrift", 1.0, &[("EventType", event_type)]);
         // Log the shape, never the values: payloads carry user text.
         let shape = body.map(shape_of).unwrap_or(Value::Null);
         warn!(event_type, detail, shape = %shape, "unexpected Slack payload (schema drift)");
@@ -177,7 +177,7 @@ impl Ingress {
                 // Without the dedupe table, the FIFO queue's own 5-minute dedupe on the event id
                 // still absorbs Slack's retries: accepting beats losing the message.
                 Err(e) => {
-                    self.metrics.count("APIErrors", 1.0, &[("ErrorCode", &e.code())]);
+                    self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", &e.code())]);
                     error!(error = %e, event_id, "dedupe table unavailable; enqueueing anyway");
                 }
             }
@@ -196,7 +196,7 @@ impl Ingress {
                 respond(200, "")
             }
             Err(e) => {
-                self.metrics.count("APIErrors", 1.0, &[("ErrorCode", &e.code())]);
+                self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", &e.code())]);
                 error!(error = %e, event_id, "could not queue Slack event; Slack will retry");
                 // Let Slack's retry through the dedupe.
                 self.release(&claimed).await;

@@ -2,6 +2,7 @@
 //! `slack-worker` runs each turn through the Bedrock Agent and answers in the thread.
 
 pub mod classify;
+pub mod feedback;
 pub mod ingress;
 pub mod work;
 pub mod worker;

@@ -37,6 +37,10 @@ pub struct WorkerConfig {
     pub agent_alias_id: String,
     pub metrics_namespace: String,
     pub settings: WorkerSettings,
+    /// FEEDBACK_STREAM_NAME: the feedback Firehose stream; unset = feedback is not streamed.
+    pub feedback_stream_name: Option<String>,
+    /// FEEDBACK_POSITIVE_REACTIONS / FEEDBACK_NEGATIVE_REACTIONS.
+    pub feedback: crate::feedback::FeedbackSettings,
 }
 
 /// Behaviour knobs of the worker.
@@ -172,6 +176,8 @@ impl WorkerConfig {
             agent_alias_id,
             metrics_namespace: metrics_namespace(),
             settings,
+            feedback_stream_name: optional("FEEDBACK_STREAM_NAME"),
+            feedback: crate::feedback::FeedbackSettings::from_env()?,
         })
     }
 }
@@ -189,6 +195,8 @@ pub struct Worker {
     pub prices: Arc<shared::pricing::PriceTable>,
     pub metrics: Metrics,
     pub settings: WorkerSettings,
+    /// Reactions on bot answers -> feedback.
+    pub feedback: Arc<crate::feedback::FeedbackRecorder>,
 }
 
 /// Why a work item must go back to the queue.
@@ -248,21 +256,19 @@ impl Worker {
     async fn process(&self, msg: &SqsMessage, deadline: Option<Instant>) -> Result<(), WorkError> {
         let body = msg.body.as_deref().unwrap_or("");
         let item: WorkItem = serde_json::from_str(body).map_err(|e| {
-            self.metrics.count("SchemaDrift", 1.0, &[("EventType", "work_item")]);
+            self.metrics.count_with_total("SchemaDrift", 1.0, &[("EventType", "work_item")]);
             WorkError::Malformed(format!("{:?} error at column {}", e.classify(), e.column()))
         })?;
         match item {
             WorkItem::Message(m) => self.answer(&m, deadline).await,
-            WorkItem::Reaction(r) => {
-                self.reaction(&r);
-                Ok(())
-            }
+            WorkItem::Reaction(r) => self.reaction(&r).await,
         }
     }
 
-    fn reaction(&self, r: &ReactionWork) {
-        // Feedback scoring is handled by the monitoring feature; until then it is logged, not lost.
-        info!(event_id = %r.event_id, channel = %r.channel_id, item_ts = %r.item_ts, reaction = %r.reaction, added = r.added, "reaction received");
+    /// A reaction: feedback when it is a thumbs up / down on a bot answer, otherwise ignored.
+    async fn reaction(&self, r: &ReactionWork) -> Result<(), WorkError> {
+        self.feedback.handle(r).await?;
+        Ok(())
     }
 
     async fn answer(&self, m: &MessageWork, deadline: Option<Instant>) -> Result<(), WorkError> {
@@ -360,7 +366,7 @@ impl Worker {
 
         let empty = AgentTurn::default();
         let turn_ref = turn.as_ref().unwrap_or(&empty);
-        self.emit_turn_metrics(&spent, latency_ms, error_code.as_deref());
+        self.emit_turn_metrics(latency_ms, error_code.as_deref());
         let analytics =
             self.analytics_event(m, &request.session_id, turn_ref, &spent, outcome, error_code.clone(), latency_ms);
         let usage = (!spent.is_empty()).then(|| self.usage_record(m, &spent));
@@ -374,7 +380,7 @@ impl Worker {
         record.pending_usage = usage.as_ref().and_then(|u| serde_json::to_string(u).ok());
         if let Err(e) = self.conversations.finish_turn(&record).await {
             // Not returned as a failure: a redelivery would answer the user a second time.
-            self.metrics.count("LoggingErrors", 1.0, &[("Sink", "conversations")]);
+            self.metrics.count_with_total("LoggingErrors", 1.0, &[("Sink", "conversations")]);
             error!(error = %e, event_id = %m.event_id, "could not record the finished turn");
         }
         self.deliver(&record, Some(&analytics), usage.as_ref()).await;
@@ -392,7 +398,7 @@ impl Worker {
             Ok(spend) => budgets.verdict(&spend, now),
             Err(e) => {
                 // An unreadable ledger must not take the bot down: answer, and say so loudly.
-                self.metrics.count("APIErrors", 1.0, &[("ErrorCode", "BudgetCheck")]);
+                self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", "BudgetCheck")]);
                 error!(error = %e, event_id = %m.event_id, "could not read the user's spend; answering without a budget check");
                 BudgetVerdict::Ok
             }
@@ -425,7 +431,7 @@ impl Worker {
         record.outcome = Some(Outcome::RefusedBudget.as_str().to_string());
         record.pending_analytics = serde_json::to_string(&analytics).ok();
         if let Err(e) = self.conversations.finish_turn(&record).await {
-            self.metrics.count("LoggingErrors", 1.0, &[("Sink", "conversations")]);
+            self.metrics.count_with_total("LoggingErrors", 1.0, &[("Sink", "conversations")]);
             error!(error = %e, event_id = %m.event_id, "could not record the refused turn");
         }
         self.deliver(&record, Some(&analytics), None).await;
@@ -449,7 +455,7 @@ impl Worker {
                     return Ok(turn);
                 }
                 Err(mut e) => {
-                    self.metrics.count("APIErrors", 1.0, &[("ErrorCode", &e.code)]);
+                    self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", &e.code)]);
                     spent.append(&mut e.spent);
                     let delay = e
                         .is_retryable()
@@ -561,30 +567,14 @@ impl Worker {
         }
     }
 
-    fn emit_turn_metrics(&self, calls: &[ModelCall], latency_ms: u64, error_code: Option<&str>) {
+    /// Token and cost metrics are token-logging's (priced, once per turn even when a usage record
+    /// is redelivered); the worker emits only what it alone knows.
+    fn emit_turn_metrics(&self, latency_ms: u64, error_code: Option<&str>) {
         let agent = self.settings.agent_id.as_str();
-        let mut by_model: Vec<(&str, u64, u64)> = Vec::new();
-        for c in calls {
-            match by_model.iter_mut().find(|(m, _, _)| *m == c.model_id) {
-                Some(e) => {
-                    e.1 += c.input_tokens;
-                    e.2 += c.output_tokens;
-                }
-                None => by_model.push((&c.model_id, c.input_tokens, c.output_tokens)),
-            }
-        }
-        for (model, input, output) in by_model {
-            self.metrics
-                .record(&[("AgentId", agent), ("ModelId", model)])
-                .put("InputTokens", input as f64, Unit::Count)
-                .put("OutputTokens", output as f64, Unit::Count)
-                .put("TotalTokens", (input + output) as f64, Unit::Count)
-                .emit();
-        }
         self.metrics.record(&[("AgentId", agent)]).put("APILatency", latency_ms as f64, Unit::Milliseconds).emit();
         // Failed attempts are counted as they happen; a failure trace is only known here.
         if error_code == Some("AgentFailureTrace") {
-            self.metrics.count("APIErrors", 1.0, &[("ErrorCode", "AgentFailureTrace")]);
+            self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", "AgentFailureTrace")]);
         }
     }
 
@@ -657,7 +647,7 @@ impl Worker {
         let mut record = self.usage_record(m, calls);
         record.record_id = format!("{}:unposted-{:016x}", record.record_id, fastrand::u64(..));
         if let Err(e) = self.usage.publish(&record).await {
-            self.metrics.count("LoggingErrors", 1.0, &[("Sink", "usage")]);
+            self.metrics.count_with_total("LoggingErrors", 1.0, &[("Sink", "usage")]);
             error!(error = %e, event_id = %m.event_id, "could not publish usage of an unanswered turn");
         }
     }
@@ -683,7 +673,7 @@ impl Worker {
             match r {
                 Ok(done) => *slot = done,
                 Err(e) => {
-                    self.metrics.count("LoggingErrors", 1.0, &[("Sink", sink)]);
+                    self.metrics.count_with_total("LoggingErrors", 1.0, &[("Sink", sink)]);
                     error!(error = %e, sink, event_id = %record.event_id, "could not publish turn record; kept in the conversations table");
                 }
             }

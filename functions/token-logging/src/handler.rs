@@ -91,7 +91,7 @@ impl TokenLogger {
             match parse_record(msg.body.as_deref().unwrap_or("")) {
                 Err(reason) => {
                     summary.malformed += 1;
-                    self.metrics.count("SchemaDrift", 1.0, &[("EventType", "usage_record")]);
+                    self.metrics.count_with_total("SchemaDrift", 1.0, &[("EventType", "usage_record")]);
                     warn!(message_id = %message_id, reason = %reason, "malformed usage record; left for the dead-letter queue");
                     failed_messages.push(message_id);
                 }
@@ -176,6 +176,8 @@ impl TokenLogger {
             let mut set = self
                 .metrics
                 .record(&[("AgentId", agent), ("ModelId", model)])
+                // The dimensionless series feed the cost alarms (alarms cannot SEARCH).
+                .with_total()
                 .put("InputTokens", input as f64, Unit::Count)
                 .put("OutputTokens", output as f64, Unit::Count)
                 .put("TotalTokens", (input + output) as f64, Unit::Count);
@@ -197,7 +199,7 @@ impl TokenLogger {
             self.metrics.count("DuplicateEvents", duplicates as f64, &[("Source", "usage_record")]);
         }
         if summary.failed > 0 {
-            self.metrics.count("LoggingErrors", summary.failed as f64, &[("Sink", "usage_table")]);
+            self.metrics.count_with_total("LoggingErrors", summary.failed as f64, &[("Sink", "usage_table")]);
         }
         if report.breaker_trips > 0 {
             self.metrics.count("CircuitBreakerTrips", report.breaker_trips as f64, &[("Component", "usage_table")]);

@@ -7,7 +7,10 @@ use chrono::{DateTime, Timelike, Utc};
 use shared::aws::ledger::{CallCost, LedgerTurn, RollupDelta, RollupUpdate};
 use shared::domain::UsageRecord;
 use shared::pricing::{call_tokens, PriceTable, Usd};
-use shared::rollups::{agent_model_sk, day_pk, day_sk, hour_agent_sk, month_sk, user_pk};
+use shared::rollups::{
+    agent_model_sk, day_pk, day_sk, hour_agent_sk, month_sk, registry_agent_sk, registry_user_sk, user_agent_sk,
+    user_pk, user_usage_sk, AGENTS_PK, USERS_PK,
+};
 
 /// A turn with more model calls than this is refused (its ledger item must stay well under
 /// DynamoDB's 400 KB item limit).
@@ -102,12 +105,30 @@ pub fn rollups_of(turn: &LedgerTurn) -> Vec<RollupUpdate> {
     let label = |k: &str, v: &str| (k.to_string(), v.to_string());
     let mut out = vec![
         RollupUpdate { pk: user.clone(), sk: day_sk(day), delta: totals, labels: vec![] },
-        RollupUpdate { pk: user, sk: month_sk(day), delta: totals, labels: vec![] },
+        RollupUpdate { pk: user.clone(), sk: month_sk(day), delta: totals, labels: vec![] },
         RollupUpdate {
             pk: day_pk(day),
             sk: hour_agent_sk(turn.at.hour(), &r.agent_id),
             delta: totals,
             labels: vec![label("agent_id", &r.agent_id), label("hour", &format!("{:02}", turn.at.hour()))],
+        },
+        RollupUpdate {
+            pk: day_pk(day),
+            sk: user_agent_sk(&r.team_id, &r.user_id, &r.agent_id),
+            delta: totals,
+            labels: vec![label("team_id", &r.team_id), label("user_id", &r.user_id), label("agent_id", &r.agent_id)],
+        },
+        RollupUpdate {
+            pk: USERS_PK.to_string(),
+            sk: registry_user_sk(&r.team_id, &r.user_id),
+            delta: totals,
+            labels: vec![label("team_id", &r.team_id), label("user_id", &r.user_id)],
+        },
+        RollupUpdate {
+            pk: AGENTS_PK.to_string(),
+            sk: registry_agent_sk(&r.agent_id),
+            delta: totals,
+            labels: vec![label("agent_id", &r.agent_id)],
         },
     ];
     let mut models: Vec<&str> = Vec::new();
@@ -122,6 +143,12 @@ pub fn rollups_of(turn: &LedgerTurn) -> Vec<RollupUpdate> {
         out.push(RollupUpdate {
             pk: day_pk(day),
             sk: agent_model_sk(&r.agent_id, model),
+            delta,
+            labels: vec![label("agent_id", &r.agent_id), label("model_id", model)],
+        });
+        out.push(RollupUpdate {
+            pk: user.clone(),
+            sk: user_usage_sk(day, &r.agent_id, model),
             delta,
             labels: vec![label("agent_id", &r.agent_id), label("model_id", model)],
         });
@@ -266,17 +293,28 @@ mod tests {
                 expect("USER#T1#U1", "DAY#2026-01-31"),
                 expect("USER#T1#U1", "MONTH#2026-01"),
                 expect("DAY#2026-01-31", "HOUR#23#AGENT#AGENT1"),
+                expect("DAY#2026-01-31", "USER#T1#U1#AGENT#AGENT1"),
+                expect("USERS", "USER#T1#U1"),
+                expect("AGENTS", "AGENT#AGENT1"),
                 expect("DAY#2026-01-31", "AGENT#AGENT1#MODEL#anthropic.claude-3-5-sonnet-20241022"),
+                expect("USER#T1#U1", "USAGE#2026-01-31#AGENT#AGENT1#MODEL#anthropic.claude-3-5-sonnet-20241022"),
                 expect("DAY#2026-01-31", "AGENT#AGENT1#MODEL#anthropic.claude-3-haiku-20240307"),
+                expect("USER#T1#U1", "USAGE#2026-01-31#AGENT#AGENT1#MODEL#anthropic.claude-3-haiku-20240307"),
                 expect("DAY#2026-01-31", "AGENT#AGENT1#MODEL#x.new"),
+                expect("USER#T1#U1", "USAGE#2026-01-31#AGENT#AGENT1#MODEL#x.new"),
             ]
         );
         let rollups = rollups_of(&turn);
         assert_eq!(rollups[0].delta.cost, turn.priced_cost);
         assert_eq!((rollups[0].delta.turns, rollups[0].delta.unpriced_tokens), (1, 10));
-        let per_model: Usd = rollups[3..].iter().map(|r| r.delta.cost).sum();
+        for r in &rollups[3..6] {
+            assert_eq!(r.delta, rollups[0].delta, "day x user x agent and the registries see the whole turn");
+        }
+        let per_model: Usd = rollups[6..].iter().step_by(2).map(|r| r.delta.cost).sum();
         assert_eq!(per_model, turn.priced_cost);
-        assert_eq!(rollups[5].delta.unpriced_tokens, 10);
+        let per_user_model: Usd = rollups[7..].iter().step_by(2).map(|r| r.delta.cost).sum();
+        assert_eq!(per_user_model, turn.priced_cost);
+        assert_eq!((rollups[10].delta.unpriced_tokens, rollups[11].delta.unpriced_tokens), (10, 10));
     }
 
     #[test]
@@ -291,10 +329,11 @@ mod tests {
             })
             .collect();
         let refs: Vec<&LedgerTurn> = turns.iter().collect();
-        // 20 users x (day + month) + 1 hour item + 1 model item.
+        // 20 users x (day + month + day x agent + user x model + registry) + 1 hour item + 1 model
+        // item + 1 agent registry item.
         let combined = combined_rollups(&refs);
-        assert_eq!(combined.len(), 42);
-        assert_eq!(combined.iter().map(|r| r.delta.turns).sum::<u64>(), 60 * 4);
+        assert_eq!(combined.len(), 103);
+        assert_eq!(combined.iter().map(|r| r.delta.turns).sum::<u64>(), 60 * 8);
         let chunks = chunks(turns, 30);
         assert!(chunks.len() > 1);
         let mut seen = 0;

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod conversations;
 pub mod dedup;
+pub mod feedback;
 pub mod firehose;
 pub mod ledger;
 pub mod secrets;

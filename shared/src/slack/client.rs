@@ -43,6 +43,17 @@ impl std::fmt::Debug for SlackWebClient {
     }
 }
 
+/// A file to share in a channel with [`SlackWebClient::upload_file`].
+#[derive(Debug, Clone, Copy)]
+pub struct FileUpload<'a> {
+    pub channel: &'a str,
+    pub filename: &'a str,
+    pub title: &'a str,
+    pub bytes: &'a [u8],
+    /// A message posted with the file.
+    pub initial_comment: Option<&'a str>,
+}
+
 /// How a request is sent: Web API writes take JSON, reads take a query string.
 enum Payload<'a> {
     Json(Value),
@@ -109,6 +120,79 @@ impl SlackWebClient {
     pub async fn update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError> {
         let body = json!({ "channel": channel, "ts": ts, "text": text });
         self.call("chat.update", Payload::Json(body), true).await.map(|_| ())
+    }
+
+    /// Posts a top-level Block Kit message (`text` is the notification fallback); returns its ts.
+    pub async fn post_blocks(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: Value,
+    ) -> std::result::Result<String, ChatError> {
+        let body = json!({ "channel": channel, "text": text, "blocks": blocks, "unfurl_links": false });
+        let answer = self.call("chat.postMessage", Payload::Json(body), false).await?;
+        answer
+            .get("ts")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| ChatError { method: "chat.postMessage", error: "invalid_response".into() })
+    }
+
+    /// Shares a file in `channel` with Slack's external upload flow: `files.getUploadURLExternal`,
+    /// the bytes POSTed to the returned upload URL (which is pre-signed: the bot token is not
+    /// sent there), then `files.completeUploadExternal`. Returns the file id.
+    pub async fn upload_file(&self, upload: FileUpload<'_>) -> std::result::Result<String, ChatError> {
+        let query = [("filename", upload.filename.to_string()), ("length", upload.bytes.len().to_string())];
+        let answer = self.call("files.getUploadURLExternal", Payload::Query(&query), true).await?;
+        let invalid = |method: &'static str| ChatError { method, error: "invalid_response".into() };
+        let upload_url =
+            answer.get("upload_url").and_then(Value::as_str).ok_or_else(|| invalid("files.getUploadURLExternal"))?;
+        let file_id =
+            answer.get("file_id").and_then(Value::as_str).ok_or_else(|| invalid("files.getUploadURLExternal"))?;
+        self.put_upload(upload_url, upload.bytes).await?;
+        let mut body = json!({
+            "files": [{ "id": file_id, "title": upload.title }],
+            "channel_id": upload.channel,
+        });
+        if let Some(comment) = upload.initial_comment {
+            body["initial_comment"] = json!(comment);
+        }
+        self.call("files.completeUploadExternal", Payload::Json(body), false).await?;
+        Ok(file_id.to_string())
+    }
+
+    /// Sends a file's bytes to the upload URL `files.getUploadURLExternal` returned.
+    async fn put_upload(&self, upload_url: &str, bytes: &[u8]) -> std::result::Result<(), ChatError> {
+        let fail = |error: String| ChatError { method: "files.upload_url", error };
+        let url = Url::parse(upload_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| fail("invalid_upload_url".into()))?;
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .http
+                .post(url.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(bytes.to_vec())
+                .send()
+                .await;
+            let error = match sent {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_server_error() => format!("http_{}", r.status().as_u16()),
+                Ok(r) => return Err(fail(format!("http_{}", r.status().as_u16()))),
+                // Re-sending the same bytes to the same URL is harmless: the file is not shared yet.
+                Err(e) => match transport("files.upload_url", &e, true) {
+                    Attempt::Transient(t) => t,
+                    _ => "transport".into(),
+                },
+            };
+            match self.backoff.next_delay(attempt, None, None, Duration::ZERO) {
+                Some(d) => tokio::time::sleep(d).await,
+                None => return Err(fail(error)),
+            }
+            attempt += 1;
+        }
     }
 
     /// Calls `method`, retrying as the failure allows; `idempotent` calls are also retried after

@@ -7,6 +7,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::aws::agent::BedrockAgent;
 use shared::aws::conversations::DynamoDbConversations;
+use shared::aws::feedback::FirehoseFeedback;
 use shared::aws::firehose::FirehoseAnalytics;
 use shared::aws::secrets::SecretsManagerSlackSecret;
 use shared::aws::sqs::SqsUsageSink;
@@ -14,6 +15,7 @@ use shared::aws::usage::DynamoDbUsageReader;
 use shared::ports::SlackSecretSource;
 use shared::slack::client::SlackWebClient;
 use shared::telemetry::{init_logging, Metrics};
+use slack_gateway::feedback::{FeedbackRecorder, FeedbackSink};
 use slack_gateway::worker::{Worker, WorkerConfig};
 
 #[tokio::main]
@@ -35,6 +37,18 @@ async fn main() -> Result<(), Error> {
         analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(&sdk), &config.events_stream_name)),
         usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &config.usage_queue_url)),
         conversations: Arc::new(DynamoDbConversations::new(dynamodb.clone(), &config.conversations_table)),
+        feedback: Arc::new(FeedbackRecorder {
+            store: Arc::new(
+                DynamoDbConversations::new(dynamodb.clone(), &config.conversations_table)
+                    .with_feedback_rollup(&config.usage_table, &config.agent_id),
+            ),
+            sink: config.feedback_stream_name.as_ref().map(|s| {
+                Arc::new(FirehoseFeedback::new(aws_sdk_firehose::Client::new(&sdk), s)) as Arc<dyn FeedbackSink>
+            }),
+            settings: config.feedback.clone(),
+            agent_id: config.agent_id.clone(),
+            agent_alias_id: config.agent_alias_id.clone(),
+        }),
         spend: Arc::new(DynamoDbUsageReader::new(dynamodb, &config.usage_table)),
         prices: Arc::new(shared::pricing::source::load_configured(&sdk).await?),
         metrics: Metrics::stdout(&config.metrics_namespace),

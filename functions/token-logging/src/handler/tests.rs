@@ -166,7 +166,7 @@ async fn throttling_backs_off_and_then_writes_or_fails_the_records() {
 async fn the_circuit_breaker_stops_calls_to_a_failing_table() {
     let ledger = Arc::new(Throttled { inner: MemoryLedger::new(), left: AtomicU32::new(1000), as_cancellation: false });
     let mut settings = fast();
-    settings.max_actions = 8; // several transactions per batch
+    settings.max_actions = 12; // several transactions per batch (a turn of two models needs 11 actions)
     settings.breaker_threshold = 3;
     settings.breaker_cool_down = Duration::from_millis(50);
     let h = Harness::new(ledger.clone(), settings);

@@ -1,0 +1,712 @@
+//! The admin analytics API (Lambda Function URL, AWS_IAM auth): routes, parameter parsing, and
+//! the answers, all from the rollups except popular queries (Athena). Every call is audited with
+//! its IAM caller. Bad parameters get 400 with a message naming the parameter. The routes are
+//! named once in [`ROUTES`], which `openapi/admin.json` must match (checked by a test).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use aws_lambda_events::event::lambda_function_urls::{LambdaFunctionUrlRequest, LambdaFunctionUrlResponse};
+use aws_lambda_events::http;
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::{json, Value};
+use shared::rollups::Spend;
+
+use crate::athena::{EventAnalytics, QueryError};
+use crate::audit::{AuditEntry, AuditFilter, AuditLog};
+use crate::report::{agent_lines, model_lines, round_usd, user_lines, Satisfaction, SpendView};
+use crate::store::{DayRollups, Feedback, RollupStore};
+
+/// Longest period one request may cover.
+pub const MAX_PERIOD_DAYS: i64 = 366;
+/// Longest audit-log window one request may cover.
+pub const MAX_AUDIT_DAYS: i64 = 90;
+/// Day partitions read concurrently.
+const READ_CONCURRENCY: usize = 8;
+
+/// One operation of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    /// Path template, `{name}` for a path parameter.
+    pub path: &'static str,
+    /// The OpenAPI operationId.
+    pub operation_id: &'static str,
+    /// What the audit log calls it.
+    pub action_type: &'static str,
+    /// Query and path parameters.
+    pub parameters: &'static [&'static str],
+}
+
+/// Every operation of the API.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/admin/cost-summary",
+        operation_id: "getCostSummary",
+        action_type: "view_cost_summary",
+        parameters: &["start", "end"],
+    },
+    Route {
+        method: "GET",
+        path: "/admin/users",
+        operation_id: "listUsers",
+        action_type: "list_users",
+        parameters: &["limit", "start", "end", "include_all"],
+    },
+    Route {
+        method: "GET",
+        path: "/admin/users/{team_id}/{user_id}/cost",
+        operation_id: "getUserCost",
+        action_type: "view_user",
+        parameters: &["team_id", "user_id", "start", "end"],
+    },
+    Route {
+        method: "GET",
+        path: "/admin/agents",
+        operation_id: "listAgents",
+        action_type: "list_agents",
+        parameters: &["start", "end", "include_unused"],
+    },
+    Route {
+        method: "GET",
+        path: "/admin/agents/{agent_id}",
+        operation_id: "getAgent",
+        action_type: "view_agent",
+        parameters: &["agent_id", "start", "end"],
+    },
+    Route {
+        method: "GET",
+        path: "/admin/agents/{agent_id}/popular-queries",
+        operation_id: "getPopularQueries",
+        action_type: "view_popular_queries",
+        parameters: &["agent_id", "start", "end", "limit"],
+    },
+    Route {
+        method: "GET",
+        path: "/admin/satisfaction",
+        operation_id: "getSatisfaction",
+        action_type: "view_satisfaction",
+        parameters: &["start", "end"],
+    },
+    Route {
+        method: "GET",
+        path: "/admin/audit-logs",
+        operation_id: "listAuditLogs",
+        action_type: "view_audit_log",
+        parameters: &["user_id", "action_type", "start_time", "end_time", "limit"],
+    },
+];
+
+/// An answer other than 200.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError { status: 400, message: message.into() }
+    }
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError { status: 404, message: message.into() }
+    }
+    /// A dependency failed: logged in full, answered without internals.
+    fn internal(e: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "admin API dependency failed");
+        ApiError { status: 502, message: "a data source failed; try again later".into() }
+    }
+}
+
+impl From<shared::Error> for ApiError {
+    fn from(e: shared::Error) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+/// Finds the route of `method` + `path`, with its path parameters.
+pub fn match_route(method: &str, path: &str) -> Option<(&'static Route, HashMap<String, String>)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    ROUTES.iter().filter(|r| r.method.eq_ignore_ascii_case(method)).find_map(|r| {
+        let template: Vec<&str> = r.path.split('/').collect();
+        if template.len() != segments.len() {
+            return None;
+        }
+        let mut params = HashMap::new();
+        for (t, s) in template.iter().zip(&segments) {
+            match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                Some(name) if !s.is_empty() => {
+                    params.insert(name.to_string(), percent_decode(s));
+                }
+                Some(_) => return None,
+                None if t == s => {}
+                None => return None,
+            }
+        }
+        Some((r, params))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request's parameters (query and path), checked against the route.
+pub struct Params<'a> {
+    values: &'a HashMap<String, String>,
+}
+
+impl<'a> Params<'a> {
+    /// Refuses parameters the route does not have.
+    pub fn new(route: &Route, values: &'a HashMap<String, String>) -> Result<Params<'a>, ApiError> {
+        let mut unknown: Vec<&String> = values.keys().filter(|k| !route.parameters.contains(&k.as_str())).collect();
+        unknown.sort();
+        if let Some(k) = unknown.first() {
+            return Err(ApiError::bad(format!(
+                "unknown parameter {k:?}; {} takes {}",
+                route.path,
+                route.parameters.join(", ")
+            )));
+        }
+        Ok(Params { values })
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.values.get(name).map(|v| v.trim())
+    }
+
+    fn text(&self, name: &str) -> Result<&'a str, ApiError> {
+        self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| ApiError::bad(format!("{name} is required")))
+    }
+
+    /// An id: 1-128 of letters, digits, `-`, `_`, `.`, `:`, `@`.
+    fn id(&self, name: &str) -> Result<&'a str, ApiError> {
+        let v = self.text(name)?;
+        let ok = v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c));
+        if ok {
+            Ok(v)
+        } else {
+            Err(ApiError::bad(format!("{name} must be 1-128 letters, digits or -_.:@")))
+        }
+    }
+
+    fn optional_id(&self, name: &str) -> Result<Option<&'a str>, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(None),
+            Some(_) => self.id(name).map(Some),
+        }
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(ApiError::bad(format!("{name} must be true or false"))),
+        }
+    }
+
+    fn number(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(default),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| ApiError::bad(format!("{name} must be an integer from {min} to {max}, not {v:?}"))),
+        }
+    }
+
+    /// `start` and `end` as YYYYMMDDHH (UTC); default the last 7 days through now. The rollups
+    /// are daily: the days the hours fall on are read whole.
+    fn period(&self, now: DateTime<Utc>) -> Result<Period, ApiError> {
+        let hour = |name: &str| -> Result<Option<NaiveDateTime>, ApiError> {
+            match self.get(name) {
+                None | Some("") => Ok(None),
+                Some(v) => {
+                    let parsed = (v.len() == 10 && v.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| NaiveDateTime::parse_from_str(&format!("{v}0000"), "%Y%m%d%H%M%S").ok())
+                        .flatten();
+                    parsed.map(Some).ok_or_else(|| ApiError::bad(format!("{name} must be YYYYMMDDHH (UTC), not {v:?}")))
+                }
+            }
+        };
+        let end = hour("end")?.unwrap_or_else(|| now.naive_utc());
+        let start = hour("start")?.unwrap_or(end - Duration::days(6));
+        if start > end {
+            return Err(ApiError::bad("start must not be after end"));
+        }
+        let (from, to) = (start.date(), end.date());
+        if (to - from).num_days() >= MAX_PERIOD_DAYS {
+            return Err(ApiError::bad(format!("start to end must span at most {MAX_PERIOD_DAYS} days")));
+        }
+        Ok(Period { from, to })
+    }
+}
+
+/// Whole UTC days, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl Period {
+    fn days(&self) -> Vec<NaiveDate> {
+        self.from.iter_days().take_while(|d| *d <= self.to).collect()
+    }
+
+    fn json(&self) -> Value {
+        json!({ "start": self.from.format("%Y-%m-%d").to_string(), "end": self.to.format("%Y-%m-%d").to_string() })
+    }
+}
+
+/// The IAM caller of a request (`requestContext.authorizer.iam`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub arn: String,
+    pub account_id: String,
+}
+
+impl Caller {
+    pub fn of(request: &LambdaFunctionUrlRequest) -> Option<Caller> {
+        let iam = request.request_context.authorizer.as_ref()?.iam.as_ref()?;
+        let arn = iam.user_arn.clone().unwrap_or_default();
+        let user_id = iam.user_id.clone().or_else(|| iam.caller_id.clone()).unwrap_or_default();
+        if arn.is_empty() && user_id.is_empty() {
+            return None;
+        }
+        Some(Caller { user_id, arn, account_id: iam.account_id.clone().unwrap_or_default() })
+    }
+}
+
+/// The API and what it reads.
+pub struct AdminApi {
+    pub rollups: Arc<dyn RollupStore>,
+    pub analytics: Arc<dyn EventAnalytics>,
+    pub audit: Arc<dyn AuditLog>,
+    pub agent_names: BTreeMap<String, String>,
+}
+
+fn response(status: u16, body: &Value) -> LambdaFunctionUrlResponse {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    let mut r = LambdaFunctionUrlResponse::default();
+    r.status_code = i64::from(status);
+    r.headers = headers;
+    r.body = Some(body.to_string());
+    r
+}
+
+impl AdminApi {
+    /// Answers one Function URL request and audits it.
+    pub async fn handle(&self, request: &LambdaFunctionUrlRequest, now: DateTime<Utc>) -> LambdaFunctionUrlResponse {
+        let method = request.request_context.http.method.clone().unwrap_or_else(|| "GET".into());
+        let path = request.raw_path.clone().or_else(|| request.request_context.http.path.clone()).unwrap_or_default();
+        let Some(caller) = Caller::of(request) else {
+            // The Function URL's AWS_IAM auth always sets the caller; without one, refuse.
+            return response(403, &json!({ "message": "no IAM caller in the request context" }));
+        };
+        let matched = match_route(&method, &path);
+        let (action_type, target) = match &matched {
+            Some((route, p)) => (route.action_type, target_of(p)),
+            None => ("unknown_route", None),
+        };
+        let result = match matched {
+            None => Err(ApiError::not_found(format!("no operation {method} {path}"))),
+            Some((route, path_params)) => {
+                let mut values = request.query_string_parameters.clone();
+                values.extend(path_params);
+                match Params::new(route, &values) {
+                    Ok(params) => self.dispatch(route, &params, now).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let (status, body) = match result {
+            Ok(body) => (200, body),
+            Err(e) => (e.status, json!({ "message": e.message })),
+        };
+        let entry = AuditEntry {
+            timestamp: now.timestamp(),
+            request_id: request.request_context.request_id.clone().unwrap_or_default(),
+            user_id: caller.user_id.clone(),
+            caller_arn: caller.arn.clone(),
+            account_id: caller.account_id.clone(),
+            action_type: action_type.to_string(),
+            target,
+            path: path.clone(),
+            query: request.query_string_parameters.clone(),
+            status,
+        };
+        if let Err(e) = self.audit.record(&entry).await {
+            // An admin action that cannot be audited is not answered.
+            tracing::error!(error = %e, action_type, "could not write the audit log");
+            return response(503, &json!({ "message": "the audit log is unavailable; try again later" }));
+        }
+        tracing::info!(action_type, caller = %caller.arn, status, "admin API call");
+        response(status, &body)
+    }
+
+    async fn dispatch(&self, route: &Route, p: &Params<'_>, now: DateTime<Utc>) -> Result<Value, ApiError> {
+        match route.operation_id {
+            "getCostSummary" => self.cost_summary(p.period(now)?).await,
+            "listUsers" => {
+                let limit = p.number("limit", 100, 1, 1000)? as usize;
+                let include_all = p.flag("include_all")?;
+                self.users(p.period(now)?, limit, include_all).await
+            }
+            "getUserCost" => self.user_cost(p.id("team_id")?, p.id("user_id")?, p.period(now)?).await,
+            "listAgents" => {
+                let include_unused = p.flag("include_unused")?;
+                self.agents(p.period(now)?, include_unused).await
+            }
+            "getAgent" => self.agent(p.id("agent_id")?, p.period(now)?).await,
+            "getPopularQueries" => {
+                let agent = p.id("agent_id")?;
+                let limit = p.number("limit", 20, 1, 100)? as u32;
+                self.popular_queries(agent, p.period(now)?, limit).await
+            }
+            "getSatisfaction" => self.satisfaction(p.period(now)?).await,
+            "listAuditLogs" => {
+                let end_time = p.number("end_time", now.timestamp(), 0, 32_503_680_000)?;
+                let start_time = p.number("start_time", end_time - 7 * 86_400, 0, 32_503_680_000)?;
+                if start_time > end_time {
+                    return Err(ApiError::bad("start_time must not be after end_time"));
+                }
+                if end_time - start_time > MAX_AUDIT_DAYS * 86_400 {
+                    return Err(ApiError::bad(format!(
+                        "start_time to end_time must span at most {MAX_AUDIT_DAYS} days"
+                    )));
+                }
+                let filter = AuditFilter {
+                    user_id: p.optional_id("user_id")?.map(str::to_string),
+                    action_type: p.optional_id("action_type")?.map(str::to_string),
+                    start_time,
+                    end_time,
+                    limit: p.number("limit", 100, 1, 1000)? as usize,
+                };
+                let entries = self.audit.list(&filter).await?;
+                Ok(json!({ "count": entries.len(), "entries": entries }))
+            }
+            other => Err(ApiError::not_found(format!("operation {other} is not implemented"))),
+        }
+    }
+
+    /// The day rollups of a period, read a few days at a time.
+    async fn days(&self, period: Period) -> Result<BTreeMap<NaiveDate, DayRollups>, ApiError> {
+        let rollups = &self.rollups;
+        let days: Vec<(NaiveDate, DayRollups)> = stream::iter(period.days())
+            .map(|d| async move { rollups.day(d).await.map(|r| (d, r)) })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(days.into_iter().collect())
+    }
+
+    async fn cost_summary(&self, period: Period) -> Result<Value, ApiError> {
+        let days = self.days(period).await?;
+        let merged = merge(days.values());
+        let by_day: Vec<Value> = days
+            .iter()
+            .map(|(d, r)| {
+                let t = r.total();
+                json!({ "date": d.format("%Y-%m-%d").to_string(), "cost_usd": round_usd(t.cost_usd), "turns": t.turns })
+            })
+            .collect();
+        let users: BTreeSet<(&str, &str)> =
+            days.values().flat_map(|d| d.users.iter().map(|u| (u.team_id.as_str(), u.user_id.as_str()))).collect();
+        Ok(json!({
+            "period": period.json(),
+            "totals": SpendView::from(merged.total()),
+            "unique_users": users.len(),
+            "by_agent": agent_lines(&merged, &self.agent_names),
+            "by_model": model_lines(&merged),
+            "by_day": by_day,
+        }))
+    }
+
+    async fn users(&self, period: Period, limit: usize, include_all: bool) -> Result<Value, ApiError> {
+        let days = self.days(period).await?;
+        let mut lines = user_lines(days.values());
+        if include_all {
+            let seen: BTreeSet<(String, String)> =
+                lines.iter().map(|u| (u.team_id.clone(), u.user_id.clone())).collect();
+            let mut idle: Vec<_> = self
+                .rollups
+                .known_users()
+                .await?
+                .into_iter()
+                .filter(|u| !seen.contains(&(u.team_id.clone(), u.user_id.clone())))
+                .map(|u| crate::report::UserLine {
+                    team_id: u.team_id,
+                    user_id: u.user_id,
+                    spend: Spend::default().into(),
+                })
+                .collect();
+            idle.sort_by(|a, b| (&a.team_id, &a.user_id).cmp(&(&b.team_id, &b.user_id)));
+            lines.extend(idle);
+        }
+        let total = lines.len();
+        lines.truncate(limit);
+        Ok(json!({ "period": period.json(), "total_users": total, "truncated": total > limit, "users": lines }))
+    }
+
+    async fn user_cost(&self, team: &str, user: &str, period: Period) -> Result<Value, ApiError> {
+        let usage = self.rollups.user_usage(team, user, period.from, period.to).await?;
+        let days = self.rollups.user_days(team, user, period.from, period.to).await?;
+        let mut by_agent: BTreeMap<&str, Spend> = BTreeMap::new();
+        let mut by_model: BTreeMap<&str, Spend> = BTreeMap::new();
+        for u in &usage {
+            *by_agent.entry(&u.agent_id).or_default() += u.spend;
+            *by_model.entry(&u.model).or_default() += u.spend;
+        }
+        let mut total = Spend::default();
+        for (_, s) in &days {
+            total += *s;
+        }
+        let sorted = |m: BTreeMap<&str, Spend>, key: &str| {
+            let mut v: Vec<(String, SpendView)> = m.into_iter().map(|(k, s)| (k.to_string(), s.into())).collect();
+            v.sort_by(|a, b| b.1.cost_usd.total_cmp(&a.1.cost_usd).then_with(|| a.0.cmp(&b.0)));
+            v.into_iter()
+                .map(|(k, s)| {
+                    let mut o = serde_json::to_value(s).unwrap_or_default();
+                    o[key] = json!(k);
+                    o
+                })
+                .collect::<Vec<Value>>()
+        };
+        let by_day: Vec<Value> = days
+            .iter()
+            .map(|(d, s)| {
+                let mut o = serde_json::to_value(SpendView::from(*s)).unwrap_or_default();
+                o["date"] = json!(d.format("%Y-%m-%d").to_string());
+                o
+            })
+            .collect();
+        Ok(json!({
+            "team_id": team,
+            "user_id": user,
+            "period": period.json(),
+            "totals": SpendView::from(total),
+            // turns here count the turns that used the agent or model.
+            "by_agent": sorted(by_agent, "agent_id"),
+            "by_model": sorted(by_model, "model"),
+            "by_day": by_day,
+        }))
+    }
+
+    async fn agents(&self, period: Period, include_unused: bool) -> Result<Value, ApiError> {
+        let days = self.days(period).await?;
+        let merged = merge(days.values());
+        let mut lines = agent_lines(&merged, &self.agent_names);
+        if include_unused {
+            let mut known: BTreeSet<String> = self.rollups.known_agents().await?.into_iter().collect();
+            known.extend(self.agent_names.keys().cloned());
+            for agent in known {
+                if !lines.iter().any(|l| l.agent_id == agent) {
+                    let name = self.agent_names.get(&agent).cloned().unwrap_or_else(|| agent.clone());
+                    lines.push(crate::report::AgentLine {
+                        agent_id: agent,
+                        name,
+                        spend: Spend::default().into(),
+                        unique_users: 0,
+                    });
+                }
+            }
+        }
+        let agents: Vec<Value> = lines
+            .iter()
+            .map(|a| {
+                json!({
+                    "agent_id": a.agent_id,
+                    "name": a.name,
+                    "total_cost_usd": a.spend.cost_usd,
+                    "turns": a.spend.turns,
+                    "unique_users": a.unique_users,
+                    "total_tokens": a.spend.total_tokens,
+                })
+            })
+            .collect();
+        Ok(json!({ "period": period.json(), "agents": agents }))
+    }
+
+    async fn agent(&self, agent: &str, period: Period) -> Result<Value, ApiError> {
+        let days = self.days(period).await?;
+        let mut total = Spend::default();
+        let mut users: BTreeSet<(&str, &str)> = BTreeSet::new();
+        let mut feedback = Feedback::default();
+        let mut daily = Vec::new();
+        for (d, r) in &days {
+            let mut s = Spend::default();
+            for h in r.hours.iter().filter(|h| h.agent_id == agent) {
+                s += h.spend;
+            }
+            let day_users: BTreeSet<(&str, &str)> = r
+                .users
+                .iter()
+                .filter(|u| u.agent_id == agent)
+                .map(|u| (u.team_id.as_str(), u.user_id.as_str()))
+                .collect();
+            for (_, f) in r.feedback.iter().filter(|(a, _)| a == agent) {
+                feedback += *f;
+            }
+            total += s;
+            daily.push(json!({
+                "date": d.format("%Y-%m-%d").to_string(),
+                "queries": s.turns,
+                "unique_users": day_users.len(),
+                "cost_usd": round_usd(s.cost_usd),
+            }));
+            users.extend(day_users);
+        }
+        if total.turns == 0 && !self.agent_names.contains_key(agent) {
+            let known = self.rollups.known_agents().await?;
+            if !known.iter().any(|a| a == agent) {
+                return Err(ApiError::not_found(format!("agent_id {agent:?} has never been used")));
+            }
+        }
+        Ok(json!({
+            "agent_id": agent,
+            "name": self.agent_names.get(agent).map_or(agent, String::as_str),
+            "period": period.json(),
+            "query_count": total.turns,
+            "unique_users": users.len(),
+            "average_satisfaction": feedback.score().map(|s| (s * 1000.0).round() / 1000.0),
+            "feedback_count": feedback.positive + feedback.negative,
+            "total_cost_usd": round_usd(total.cost_usd),
+            "total_tokens": SpendView::from(total).total_tokens,
+            "daily": daily,
+        }))
+    }
+
+    async fn popular_queries(&self, agent: &str, period: Period, limit: u32) -> Result<Value, ApiError> {
+        match self.analytics.popular_queries(agent, period.from, period.to, limit).await {
+            Ok(queries) => Ok(json!({ "agent_id": agent, "period": period.json(), "queries": queries })),
+            Err(e @ QueryError::Timeout { .. }) => {
+                tracing::warn!(error = %e, "popular queries timed out");
+                Err(ApiError { status: 504, message: e.to_string() })
+            }
+            Err(e) => Err(ApiError::internal(&e)),
+        }
+    }
+
+    async fn satisfaction(&self, period: Period) -> Result<Value, ApiError> {
+        let days = self.days(period).await?;
+        let mut total = Feedback::default();
+        let mut by_agent: BTreeMap<&str, Feedback> = BTreeMap::new();
+        let mut by_day = Vec::new();
+        for (d, r) in &days {
+            let mut day = Feedback::default();
+            for (agent, f) in &r.feedback {
+                day += *f;
+                *by_agent.entry(agent).or_default() += *f;
+            }
+            total += day;
+            by_day.push(json!({ "date": d.format("%Y-%m-%d").to_string(), "positive": day.positive, "negative": day.negative, "score": day.score() }));
+        }
+        let line = |f: Feedback| json!({ "positive": f.positive, "negative": f.negative, "score": Satisfaction::of(f).map(|s| s.score) });
+        let agents: Vec<Value> = by_agent
+            .into_iter()
+            .map(|(a, f)| {
+                let mut o = line(f);
+                o["agent_id"] = json!(a);
+                o
+            })
+            .collect();
+        Ok(json!({ "period": period.json(), "totals": line(total), "by_agent": agents, "by_day": by_day }))
+    }
+}
+
+/// The user or agent a request is about, for the audit log.
+fn target_of(path_params: &HashMap<String, String>) -> Option<String> {
+    match (path_params.get("team_id"), path_params.get("user_id"), path_params.get("agent_id")) {
+        (Some(t), Some(u), _) => Some(format!("user:{t}/{u}")),
+        (_, _, Some(a)) => Some(format!("agent:{a}")),
+        _ => None,
+    }
+}
+
+/// Several days' rollups as one (for period totals).
+fn merge<'a>(days: impl IntoIterator<Item = &'a DayRollups>) -> DayRollups {
+    let mut out = DayRollups::default();
+    for d in days {
+        out.models.extend(d.models.iter().cloned());
+        out.hours.extend(d.hours.iter().cloned());
+        out.users.extend(d.users.iter().cloned());
+        out.feedback.extend(d.feedback.iter().cloned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn routes_match_paths_and_decode_parameters() {
+        let (r, p) = match_route("GET", "/admin/users/T1/U%201/cost").unwrap();
+        assert_eq!(r.operation_id, "getUserCost");
+        assert_eq!((p["team_id"].as_str(), p["user_id"].as_str()), ("T1", "U 1"));
+        assert_eq!(match_route("GET", "/admin/agents/A1/").unwrap().0.operation_id, "getAgent");
+        assert_eq!(match_route("GET", "/admin/agents/A1/popular-queries").unwrap().0.operation_id, "getPopularQueries");
+        assert!(match_route("POST", "/admin/agents").is_none());
+        assert!(match_route("GET", "/admin/users//cost").is_none());
+        assert!(match_route("GET", "/admin/nothing").is_none());
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+    }
+
+    #[test]
+    fn bad_parameters_name_themselves() {
+        let now = DateTime::parse_from_rfc3339("2026-05-10T12:00:00Z").unwrap().with_timezone(&Utc);
+        let route = match_route("GET", "/admin/users").unwrap().0;
+        let check = |pairs: &[(&str, &str)], needle: &str| {
+            let v = params(pairs);
+            let err = Params::new(route, &v).and_then(|p| {
+                p.period(now)?;
+                p.number("limit", 100, 1, 1000)?;
+                p.flag("include_all")?;
+                Ok(())
+            });
+            let e = err.expect_err("refused");
+            assert_eq!(e.status, 400);
+            assert!(e.message.contains(needle), "{} does not name {needle}", e.message);
+        };
+        check(&[("start", "2026-05-01")], "start");
+        check(&[("end", "2026051099")], "end");
+        check(&[("start", "2026051000"), ("end", "2026050100")], "start must not be after end");
+        check(&[("start", "2024010100"), ("end", "2026010100")], "366 days");
+        check(&[("limit", "1001")], "limit");
+        check(&[("limit", "ten")], "limit");
+        check(&[("include_all", "yes")], "include_all");
+        check(&[("colour", "red")], "colour");
+        let v = params(&[("start", "2026050123"), ("end", "2026050200")]);
+        let period = Params::new(route, &v).unwrap().period(now).unwrap();
+        assert_eq!(period.days().len(), 2);
+        let v = params(&[]);
+        let period = Params::new(route, &v).unwrap().period(now).unwrap();
+        assert_eq!((period.from.to_string(), period.to.to_string()), ("2026-05-04".into(), "2026-05-10".into()));
+    }
+}

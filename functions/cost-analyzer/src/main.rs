@@ -1,0 +1,57 @@
+//! Lambda entry point of cost-analyzer (EventBridge daily schedule and the admin Function URL).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cost_analyzer::api::AdminApi;
+use cost_analyzer::athena::AthenaAnalytics;
+use cost_analyzer::audit::DynamoDbAuditLog;
+use cost_analyzer::handler::{ReportChannel, S3ReportStore};
+use cost_analyzer::store::DynamoDbRollups;
+use cost_analyzer::{Config, CostAnalyzer};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::aws::secrets::SecretsManagerSlackSecret;
+use shared::ports::SlackSecretSource;
+use shared::slack::client::SlackWebClient;
+use shared::telemetry::init_logging;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    let config = Config::from_env()?;
+    let sdk = shared::config::aws_sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let rollups = Arc::new(DynamoDbRollups::new(dynamodb.clone(), &config.usage_table));
+    let channel = match (&config.report_channel, &config.slack_secret_arn) {
+        (Some(channel), Some(arn)) => {
+            let secret = SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), arn).load().await?;
+            let slack: Arc<dyn ReportChannel> =
+                Arc::new(SlackWebClient::new(&config.slack_api_base, secret.bot_token)?);
+            Some((channel.clone(), slack))
+        }
+        _ => None,
+    };
+    let analyzer = CostAnalyzer {
+        rollups: rollups.clone(),
+        reports: Arc::new(S3ReportStore::new(aws_sdk_s3::Client::new(&sdk), &config.analytics_bucket)),
+        channel,
+        api: AdminApi {
+            rollups,
+            analytics: Arc::new(AthenaAnalytics::new(
+                aws_sdk_athena::Client::new(&sdk),
+                &config.athena_workgroup,
+                &config.glue_database,
+                &config.events_table,
+                Duration::from_secs(config.athena_max_wait_secs),
+            )),
+            audit: Arc::new(DynamoDbAuditLog::new(dynamodb, &config.audit_table)),
+            agent_names: config.agent_names.clone(),
+        },
+        agent_names: config.agent_names.clone(),
+    };
+    let analyzer = &analyzer;
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        analyzer.handle(event.payload, chrono::Utc::now()).await
+    }))
+    .await
+}

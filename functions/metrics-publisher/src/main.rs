@@ -1,0 +1,43 @@
+//! Lambda entry point of metrics-publisher (EventBridge schedule, every 5 minutes).
+
+use std::sync::Arc;
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use metrics_publisher::cloudwatch::CloudWatchMetrics;
+use metrics_publisher::handler::{Config, MetricsPublisher};
+use metrics_publisher::sweep::Sweeper;
+use shared::aws::conversations::DynamoDbConversations;
+use shared::aws::firehose::FirehoseAnalytics;
+use shared::aws::sqs::SqsUsageSink;
+use shared::telemetry::init_logging;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    let config = Config::from_env()?;
+    let sdk = shared::config::aws_sdk_config().await;
+    let publisher = MetricsPublisher {
+        conversations: Arc::new(DynamoDbConversations::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            &config.conversations_table,
+        )),
+        sink: Arc::new(CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk), &config.metrics_namespace)),
+        settings: config.kpi,
+        sweeper: config.sweep_targets.as_ref().map(|(stream, queue)| Sweeper {
+            turns: Arc::new(DynamoDbConversations::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                &config.conversations_table,
+            )),
+            analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(&sdk), stream)),
+            usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), queue)),
+            after_ms: config.sweep_after_ms,
+        }),
+    };
+    let publisher = &publisher;
+    // The scheduled event carries nothing the run needs: it reads the clock.
+    run(service_fn(move |_event: LambdaEvent<serde_json::Value>| async move {
+        let datums = publisher.run(chrono::Utc::now().timestamp_millis()).await?;
+        Ok::<_, Error>(serde_json::json!({ "published": datums.len() }))
+    }))
+    .await
+}

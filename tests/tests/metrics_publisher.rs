@@ -1,0 +1,482 @@
+//! metrics-publisher against the conversations table in moto: turns and feedback written by the
+//! real adapter, read back through the sparse GSIs, turned into the exact metrics the alarms use.
+//! (PutMetricData itself is tested with aws-smithy-mocks in the crate: moto does not serve the
+//! Rust SDK's CBOR protocol for CloudWatch.)
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use metrics_publisher::cloudwatch::{MetricDatum, MetricSink, MetricUnit};
+use metrics_publisher::handler::MetricsPublisher;
+use metrics_publisher::kpi::KpiSettings;
+use shared::aws::conversations::{DynamoDbConversations, FeedbackEntry, Sentiment};
+use shared::domain::{ThreadRef, TurnStatus};
+use shared::ports::{ConversationStore, TurnRecord};
+use tests::harness::emulators;
+use tests::resources::{create_conversations_table, drain_queue, read_objects, GatewayResources};
+
+/// 2026-11-23T17:10:00Z: ten minutes into an hour, so the last hour spans two hour buckets.
+const NOW: i64 = 1_795_453_800_000;
+const MIN: i64 = 60_000;
+
+#[derive(Default)]
+struct Recorded(Mutex<Vec<(Vec<MetricDatum>, i64)>>);
+
+#[async_trait]
+impl MetricSink for Recorded {
+    async fn put(&self, datums: &[MetricDatum], ts: i64) -> shared::Result<()> {
+        self.0.lock().unwrap().push((datums.to_vec(), ts));
+        Ok(())
+    }
+}
+
+async fn table(name: &str) -> (DynamoDbConversations, aws_sdk_dynamodb::Client, String) {
+    let sdk = emulators().moto.sdk_config();
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("{name}-conversations");
+    create_conversations_table(&ddb, &table).await.expect("create table");
+    (DynamoDbConversations::new(ddb.clone(), &table), ddb, table)
+}
+
+fn turn(n: u32, received_at_ms: i64) -> TurnRecord {
+    let ts = format!("{}.{n:06}", received_at_ms / 1000);
+    TurnRecord {
+        thread: ThreadRef { team_id: "T1".into(), channel_id: "CMP".into(), thread_ts: ts.clone() },
+        message_ts: ts,
+        event_id: format!("Ev{n}"),
+        user_id: "U1".into(),
+        status: TurnStatus::Received,
+        received_at_ms,
+        finished_at_ms: None,
+        reply_ts: None,
+        outcome: None,
+        error_code: None,
+        pending_analytics: None,
+        pending_usage: None,
+    }
+}
+
+/// Begins and finishes a turn the way the worker does; `delivered` clears the pending copies.
+async fn finished(
+    store: &DynamoDbConversations,
+    n: u32,
+    received_at_ms: i64,
+    status: TurnStatus,
+    knowledge_bases: &[&str],
+    delivered: bool,
+) -> TurnRecord {
+    let mut t = turn(n, received_at_ms);
+    store.begin_turn(&t).await.expect("begin");
+    t.status = status;
+    t.finished_at_ms = Some(received_at_ms + 4_000);
+    t.reply_ts = Some(format!("{}.{n:06}", received_at_ms / 1000 + 4));
+    t.outcome = Some(status.as_str().into());
+    t.pending_analytics = Some(serde_json::json!({ "knowledge_bases": knowledge_bases }).to_string());
+    t.pending_usage = Some("{}".into());
+    store.finish_turn(&t).await.expect("finish");
+    if delivered {
+        store.clear_pending(&t.thread, &t.message_ts, true, true).await.expect("clear");
+    }
+    t
+}
+
+fn feedback(user: &str, sentiment: Sentiment, at_ms: i64) -> FeedbackEntry {
+    let reaction = if sentiment == Sentiment::Positive { "+1" } else { "-1" };
+    FeedbackEntry { user_id: user.into(), reaction: reaction.into(), sentiment, at_ms, event_id: format!("Ev{user}") }
+}
+
+fn by_name(datums: &[MetricDatum]) -> BTreeMap<String, (f64, MetricUnit)> {
+    datums
+        .iter()
+        .map(|d| {
+            let key = match d.dimensions.as_slice() {
+                [] => d.name.to_string(),
+                dims => format!("{}{:?}", d.name, dims),
+            };
+            (key, (d.value, d.unit))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn publishes_sla_satisfaction_gap_and_success_rates_from_the_table() {
+    let (store, _ddb, _) = table("mpfull").await;
+
+    // Answered with a knowledge base, 50 min ago (previous hour bucket), delivered.
+    let a = finished(&store, 1, NOW - 50 * MIN, TurnStatus::Answered, &["KB1"], true).await;
+    // Answered without a knowledge base, 5 min ago, delivered.
+    let b = finished(&store, 2, NOW - 5 * MIN, TurnStatus::Answered, &[], true).await;
+    // Failed 10 min ago; its analytics and usage never got published.
+    finished(&store, 3, NOW - 10 * MIN, TurnStatus::Failed, &[], false).await;
+    // Answered two hours ago: outside the KPI hour.
+    finished(&store, 4, NOW - 120 * MIN, TurnStatus::Answered, &[], false).await;
+    // Open turns: 3 min (overdue), 30 s (within the SLA), 2 h (overdue, outside the KPI hour),
+    // 3 days (past the unanswered window: its message is in the DLQ by now).
+    for (n, at) in [(5, NOW - 3 * MIN), (6, NOW - 30_000), (7, NOW - 120 * MIN), (8, NOW - 3 * 24 * 60 * MIN)] {
+        store.begin_turn(&turn(n, at)).await.expect("begin open turn");
+    }
+    // Feedback in the last hour: two positive, one negative; one positive given 70 min ago; one
+    // positive given and taken back.
+    assert!(store.add_feedback(&a, &feedback("UP1", Sentiment::Positive, NOW - MIN)).await.expect("fb"));
+    assert!(store.add_feedback(&a, &feedback("UDOWN", Sentiment::Negative, NOW - 2 * MIN)).await.expect("fb"));
+    assert!(store.add_feedback(&b, &feedback("UP2", Sentiment::Positive, NOW - 3 * MIN)).await.expect("fb"));
+    assert!(store.add_feedback(&b, &feedback("UOLD", Sentiment::Positive, NOW - 70 * MIN)).await.expect("fb"));
+    let undone = feedback("UUNDO", Sentiment::Positive, NOW - 4 * MIN);
+    assert!(store.add_feedback(&b, &undone).await.expect("fb"));
+    assert!(store.remove_feedback(&b, &undone).await.expect("remove"));
+    assert!(!store.remove_feedback(&b, &undone).await.expect("remove again"), "nothing left to remove");
+
+    let sink = Arc::new(Recorded::default());
+    let publisher = MetricsPublisher {
+        conversations: Arc::new(store),
+        sink: sink.clone(),
+        settings: KpiSettings::default(),
+        sweeper: None,
+    };
+    let out = publisher.run(NOW).await.expect("run");
+    let sent = sink.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "one batched publish per run");
+    assert_eq!(sent[0], (out.clone(), NOW));
+
+    let m = by_name(&out);
+    let pct = |v: f64| (v, MetricUnit::Percent);
+    let third = 200.0 / 3.0;
+    let expected: BTreeMap<String, (f64, MetricUnit)> = [
+        ("Heartbeat".to_string(), (1.0, MetricUnit::Count)),
+        ("UnansweredConversations".into(), (2.0, MetricUnit::Count)),
+        ("OldestUnansweredSeconds".into(), (7200.0, MetricUnit::Seconds)),
+        ("FeedbackCount".into(), (3.0, MetricUnit::Count)),
+        ("SatisfactionScore".into(), pct(third)),
+        ("KnowledgeBaseGapRate".into(), pct(50.0)),
+        ("ActionSuccessRate[(\"Action\", \"AgentInvoke\")]".into(), pct(third)),
+        // 3 finished turns replied; the overdue open turn (3 min) did not.
+        ("ActionSuccessRate[(\"Action\", \"ReplyPosted\")]".into(), pct(75.0)),
+        ("ActionSuccessRate[(\"Action\", \"AnalyticsPublished\")]".into(), pct(third)),
+        ("ActionSuccessRate[(\"Action\", \"UsagePublished\")]".into(), pct(third)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(m.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    for (k, (v, unit)) in &expected {
+        let (got, got_unit) = m[k];
+        assert!((got - v).abs() < 1e-9 && got_unit == *unit, "{k}: {got} {got_unit:?}, expected {v} {unit:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_open_turns_index_holds_only_open_turns() {
+    let (store, ddb, table) = table("mpsparse").await;
+    let open = turn(1, NOW - 5 * MIN);
+    store.begin_turn(&open).await.expect("begin");
+    finished(&store, 2, NOW - 6 * MIN, TurnStatus::Answered, &[], true).await;
+    finished(&store, 3, NOW - 7 * MIN, TurnStatus::RefusedBudget, &[], true).await;
+
+    let index = ddb
+        .scan()
+        .table_name(&table)
+        .index_name(shared::aws::conversations::OPEN_TURNS_INDEX)
+        .send()
+        .await
+        .expect("scan index")
+        .items
+        .unwrap_or_default();
+    assert_eq!(index.len(), 1, "{index:?}");
+    assert_eq!(index[0]["sk"], AttributeValue::S(format!("TURN#{}", open.message_ts)));
+
+    // Finishing it takes it out of the index (and out of UnansweredConversations).
+    let before = store.open_turns_received_between(NOW - 60 * MIN, NOW).await.expect("query");
+    assert_eq!(before, vec![NOW - 5 * MIN]);
+    let mut done = open.clone();
+    done.status = TurnStatus::Answered;
+    done.finished_at_ms = Some(NOW);
+    done.reply_ts = Some("9.9".into());
+    store.finish_turn(&done).await.expect("finish");
+    assert!(store.open_turns_received_between(NOW - 60 * MIN, NOW).await.expect("query").is_empty());
+
+    // And its reply now finds it.
+    let found = store.turn_for_reply("T1", "CMP", "9.9").await.expect("lookup").expect("turn");
+    assert_eq!(found.event_id, "Ev1");
+    assert!(store.turn_for_reply("T1", "CMP", "1.1").await.expect("lookup").is_none());
+}
+
+#[tokio::test]
+async fn a_quiet_table_publishes_the_heartbeat_and_zero_unanswered_only() {
+    let (store, _, _) = table("mpquiet").await;
+    let sink = Arc::new(Recorded::default());
+    let publisher = MetricsPublisher {
+        conversations: Arc::new(store),
+        sink: sink.clone(),
+        settings: KpiSettings::default(),
+        sweeper: None,
+    };
+    let out = publisher.run(NOW).await.expect("run");
+    let names: Vec<&str> = out.iter().map(|d| d.name).collect();
+    assert_eq!(names, ["Heartbeat", "UnansweredConversations", "OldestUnansweredSeconds", "FeedbackCount"]);
+    assert!(out[1..].iter().all(|d| d.value == 0.0));
+}
+
+#[tokio::test]
+async fn a_missing_table_still_sends_the_heartbeat_and_fails_the_run() {
+    let sdk = emulators().moto.sdk_config();
+    let store = DynamoDbConversations::new(aws_sdk_dynamodb::Client::new(&sdk), "mp-no-such-table");
+    let sink = Arc::new(Recorded::default());
+    let publisher = MetricsPublisher {
+        conversations: Arc::new(store),
+        sink: sink.clone(),
+        settings: KpiSettings::default(),
+        sweeper: None,
+    };
+    let e = publisher.run(NOW).await.unwrap_err().to_string();
+    assert!(e.contains("Query") && e.contains("ResourceNotFound"), "{e}");
+    let sent = sink.0.lock().unwrap();
+    assert_eq!(sent[0].0, vec![MetricDatum::new("Heartbeat", 1.0, MetricUnit::Count)]);
+}
+
+fn analytics_for(t: &TurnRecord) -> shared::domain::AnalyticsEvent {
+    shared::domain::AnalyticsEvent {
+        timestamp: "2026-11-23T17:00:00.000Z".into(),
+        user_id: t.user_id.clone(),
+        thread_id: t.thread.thread_ts.clone(),
+        message_length: 10,
+        response_length: 20,
+        knowledge_bases: vec![],
+        search_queries: vec![],
+        rationale: None,
+        event_id: t.event_id.clone(),
+        team_id: t.thread.team_id.clone(),
+        channel_id: t.thread.channel_id.clone(),
+        agent_id: "A".into(),
+        agent_alias_id: "B".into(),
+        session_id: t.thread.session_id(),
+        action_groups: vec![],
+        sources: vec![],
+        model_ids: vec!["m".into()],
+        input_tokens: 5,
+        output_tokens: 6,
+        estimated_cost_usd: None,
+        latency_ms: 100,
+        first_token_ms: None,
+        outcome: shared::domain::Outcome::Answered,
+        error_code: None,
+        guardrail_action: None,
+        schema_version: shared::domain::ANALYTICS_SCHEMA_VERSION,
+        message_text: None,
+    }
+}
+
+/// A finished turn whose analytics and usage could not be published, finished `age_ms` ago.
+async fn undelivered(store: &DynamoDbConversations, n: u32, age_ms: i64) -> TurnRecord {
+    let mut t = turn(n, NOW - age_ms - 4_000);
+    store.begin_turn(&t).await.expect("begin");
+    t.status = TurnStatus::Answered;
+    t.finished_at_ms = Some(NOW - age_ms);
+    t.reply_ts = Some(format!("{n}.5"));
+    t.outcome = Some("answered".into());
+    t.pending_analytics = Some(serde_json::to_string(&analytics_for(&t)).expect("json"));
+    let usage = shared::domain::UsageRecord {
+        record_id: format!("T1:{}", t.event_id),
+        timestamp: "2026-11-23T17:00:00.000Z".into(),
+        user_id: t.user_id.clone(),
+        team_id: "T1".into(),
+        channel_id: "CMP".into(),
+        thread_id: t.thread.thread_ts.clone(),
+        agent_id: "A".into(),
+        agent_alias_id: "B".into(),
+        calls: vec![],
+    };
+    t.pending_usage = Some(serde_json::to_string(&usage).expect("json"));
+    store.finish_turn(&t).await.expect("finish");
+    t
+}
+
+#[tokio::test]
+async fn the_sweeper_republishes_records_the_worker_could_not_deliver() {
+    let sdk = emulators().moto.sdk_config();
+    let res = GatewayResources::create(&sdk, "mpsweep").await.expect("resources");
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoDbConversations::new(ddb.clone(), &res.conversations_table);
+    let stuck = undelivered(&store, 1, 10 * MIN).await;
+    // Finished 30 s ago: the worker may still be delivering it; neither swept nor judged yet.
+    let recent = undelivered(&store, 2, 30_000).await;
+
+    let publisher = MetricsPublisher {
+        conversations: Arc::new(store.clone()),
+        sink: Arc::new(Recorded::default()),
+        settings: KpiSettings::default(),
+        sweeper: Some(metrics_publisher::sweep::Sweeper {
+            turns: Arc::new(store.clone()),
+            analytics: Arc::new(shared::aws::firehose::FirehoseAnalytics::new(
+                aws_sdk_firehose::Client::new(&sdk),
+                &res.stream,
+            )),
+            usage: Arc::new(shared::aws::sqs::SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &res.usage_queue_url)),
+            after_ms: 5 * MIN,
+        }),
+    };
+    let out = publisher.run(NOW).await.expect("run");
+    // The metrics describe the state before the sweep: both turns' analytics were pending, but
+    // only the settled one is judged.
+    let rate = out
+        .iter()
+        .find(|d| d.name == "ActionSuccessRate" && d.dimensions == vec![("Action", "AnalyticsPublished")])
+        .map(|d| d.value);
+    assert_eq!(rate, Some(0.0));
+
+    let objects = read_objects(&sdk, &res.bucket, "events/").await.expect("s3");
+    let events: Vec<serde_json::Value> = objects
+        .iter()
+        .flat_map(|(_, t)| t.lines().map(|l| serde_json::from_str(l).expect("json")).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event_id"], "Ev1");
+    let usage = drain_queue(&sdk, &res.usage_queue_url).await.expect("usage queue");
+    assert_eq!(usage.len(), 1);
+    assert!(usage[0].body.as_deref().unwrap_or_default().contains("\"record_id\":\"T1:Ev1\""));
+
+    let item = |t: &TurnRecord| {
+        let ddb = ddb.clone();
+        let table = res.conversations_table.clone();
+        let key = (format!("THREAD#T1#CMP#{}", t.thread.thread_ts), format!("TURN#{}", t.message_ts));
+        async move {
+            ddb.get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(key.0))
+                .key("sk", AttributeValue::S(key.1))
+                .send()
+                .await
+                .expect("get")
+                .item
+                .expect("item")
+        }
+    };
+    let swept = item(&stuck).await;
+    for attr in ["pending_analytics", "pending_usage", "analytics_pending", "usage_pending"] {
+        assert!(!swept.contains_key(attr), "{attr} still set");
+    }
+    let waiting = item(&recent).await;
+    assert!(waiting.contains_key("pending_analytics") && waiting.contains_key("usage_pending"));
+
+    // The next run finds nothing more to sweep for the first turn, and now judges it published.
+    let out = publisher.run(NOW + 10_000).await.expect("second run");
+    assert_eq!(read_objects(&sdk, &res.bucket, "events/").await.expect("s3").len(), objects.len());
+    let rate = out
+        .iter()
+        .find(|d| d.name == "ActionSuccessRate" && d.dimensions == vec![("Action", "AnalyticsPublished")])
+        .map(|d| d.value);
+    assert_eq!(rate, Some(100.0));
+}
+
+/// Requests a fake endpoint received: (path, body).
+type Requests = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A CloudWatch endpoint that accepts every request (rpc-v2-cbor, empty output) and records it.
+struct FakeCloudWatch {
+    addr: std::net::SocketAddr,
+    requests: Requests,
+}
+
+impl FakeCloudWatch {
+    fn start() -> FakeCloudWatch {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let requests: Requests = Arc::default();
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(conn);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                seen.lock().unwrap().push((path, body));
+                let mut conn = reader.into_inner();
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nsmithy-protocol: rpc-v2-cbor\r\ncontent-type: application/cbor\r\n\
+                      content-length: 1\r\nconnection: close\r\n\r\n\xa0",
+                );
+            }
+        });
+        FakeCloudWatch { addr, requests }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_publishes_on_a_scheduled_event() {
+    use tests::function_process::FunctionProcess;
+    use tests::gateway_binaries::binary;
+    use tests::lambda_runtime_api::Outcome;
+
+    let (store, _, table) = table("mpbinary").await;
+    let now = chrono::Utc::now().timestamp_millis();
+    store.begin_turn(&turn(1, now - 5 * MIN)).await.expect("open turn");
+    let cw = FakeCloudWatch::start();
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", emulators().moto.endpoint()),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", format!("http://{}", cw.addr)),
+        ("CONVERSATIONS_TABLE", table),
+        ("METRICS_NAMESPACE", "BinaryTestNamespace".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let log = std::env::temp_dir().join("metrics-publisher-binary.log");
+    let process = FunctionProcess::start(&binary("metrics-publisher", "debug"), &env, 128, &log).expect("start");
+    let event = tests::slack_events::fixture("schedule/metrics_publisher");
+    let (outcome, process) =
+        tokio::task::spawn_blocking(move || (process.invoke(event, std::time::Duration::from_secs(60)), process))
+            .await
+            .expect("invoke");
+    match outcome {
+        Ok(Outcome::Response(v)) => assert_eq!(v["published"], 5, "{v}\n{}", process.output()),
+        other => panic!("{other:?}\n{}", process.output()),
+    }
+    let requests = cw.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "one PutMetricData call: {requests:?}");
+    let (path, body) = &requests[0];
+    assert!(path.ends_with("/operation/PutMetricData"), "{path}");
+    // CBOR text strings are UTF-8 bytes: the namespace and the names are in the body as-is.
+    let contains = |s: &str| body.windows(s.len()).any(|w| w == s.as_bytes());
+    // The overdue open turn also makes ReplyPosted 0 %.
+    for s in [
+        "BinaryTestNamespace",
+        "Heartbeat",
+        "UnansweredConversations",
+        "OldestUnansweredSeconds",
+        "FeedbackCount",
+        "ActionSuccessRate",
+        "ReplyPosted",
+    ] {
+        assert!(contains(s), "{s} not sent");
+    }
+    assert!(process.output().contains("metrics published"), "{}", process.output());
+}
+
+#[test]
+fn the_binary_fails_init_naming_a_missing_variable() {
+    use tests::function_process::FunctionProcess;
+    use tests::gateway_binaries::binary;
+    let log = std::env::temp_dir().join("metrics-publisher-missing-env.log");
+    let env = [("UNANSWERED_SLA_SECS".to_string(), "60".to_string())];
+    let mut p = FunctionProcess::start(&binary("metrics-publisher", "debug"), &env, 128, &log).expect("start");
+    let status = p.wait_exit(std::time::Duration::from_secs(20)).expect("exits at init");
+    assert!(!status.success());
+    assert!(p.output().contains("CONVERSATIONS_TABLE is not set"), "{}", p.output());
+}

@@ -1,0 +1,283 @@
+//! The template against the code: every metric an alarm or a dashboard names is emitted by some
+//! function with the same namespace, name and dimension keys (an alarm on any other dimension set
+//! never fires); the registry in shared/src/metric_names.rs matches the emitting code (source
+//! scan); every registered metric is documented in RUNBOOKS.md and every alarm has a runbook.
+//! No emulator: this binary reads files only.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use shared::metric_names::{find, METRICS};
+use tests::metric_scan::{check_registry, read_sources, scan, Sources};
+use tests::template::{MetricRef, Template};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+}
+
+/// AWS-owned metrics the template may name, with the one dimension key each is used with.
+const AWS_METRICS: &[(&str, &[&str], &str)] = &[
+    ("AWS/Lambda", &["Errors", "Throttles", "Duration", "Invocations", "ConcurrentExecutions"], "FunctionName"),
+    ("AWS/SQS", &["ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"], "QueueName"),
+];
+
+/// Problems with the metrics a template names (empty = every one is emitted).
+fn check_template_metrics(template_text: &str) -> Vec<String> {
+    let t = match Template::parse(template_text) {
+        Ok(t) => t,
+        Err(e) => return vec![e],
+    };
+    let namespace = t.parameter_default("MetricsNamespace").unwrap_or_else(|| "BedrockUsage".into());
+    let refs = match t.metric_refs() {
+        Ok(r) => r,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    for MetricRef { namespace: ns, name, dimensions, source } in &refs {
+        let keys: Vec<&str> = dimensions.iter().map(String::as_str).collect();
+        if *ns == namespace {
+            match find(name) {
+                None => problems.push(format!("{source}: {ns}/{name} is not emitted by any function")),
+                Some(spec) if !spec.has_dimension_set(&keys) => problems.push(format!(
+                    "{source}: {ns}/{name} with dimensions {keys:?} is never emitted (emitted: {:?})",
+                    spec.emissions.iter().map(|e| e.dimensions).collect::<Vec<_>>()
+                )),
+                Some(_) => {}
+            }
+        } else if let Some((_, names, key)) = AWS_METRICS.iter().find(|(n, _, _)| n == ns) {
+            if !names.contains(&name.as_str()) || keys != [*key] {
+                problems.push(format!("{source}: {ns}/{name} {keys:?} is not a metric {ns} publishes"));
+            }
+        } else {
+            problems.push(format!("{source}: namespace {ns} is neither {namespace} nor a known AWS one"));
+        }
+    }
+    if refs.is_empty() {
+        problems.push("the template names no metric at all".into());
+    }
+    problems
+}
+
+/// GitHub's heading anchors: lower case, spaces to '-', punctuation dropped.
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    markdown
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Problems with RUNBOOKS.md: undocumented metrics, alarms without a runbook.
+fn check_runbooks(template_text: &str, runbooks: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let documented: BTreeSet<&str> = runbooks
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .map(|c| c.trim().trim_matches('`'))
+        .collect();
+    for spec in METRICS {
+        if !documented.contains(spec.name) {
+            problems.push(format!("metric {} is not in RUNBOOKS.md's metrics table", spec.name));
+        }
+    }
+    let anchors = anchors(runbooks);
+    let t = match Template::parse(template_text) {
+        Ok(t) => t,
+        Err(e) => return vec![e],
+    };
+    for a in t.alarms().unwrap_or_default() {
+        match a.description.split("RUNBOOKS.md#").nth(1).map(|s| s.split_whitespace().next().unwrap_or_default()) {
+            None => problems.push(format!("alarm {} does not link its runbook (RUNBOOKS.md#...)", a.logical_id)),
+            Some(anchor) if !anchors.contains(anchor) => {
+                problems.push(format!("alarm {} links RUNBOOKS.md#{anchor}, which has no heading", a.logical_id))
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+fn scan_problems(sources: &Sources) -> Vec<String> {
+    let (found, mut problems) = scan(sources);
+    problems.extend(check_registry(&found));
+    problems
+}
+
+#[test]
+fn every_alarm_and_dashboard_metric_is_emitted_by_some_function() {
+    let problems = check_template_metrics(&read("template.yaml"));
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_registry_matches_every_metric_call_in_the_code() {
+    let sources = read_sources(&root()).expect("sources");
+    let (found, _) = scan(&sources);
+    // The scan sees the functions' emissions (a scan that found nothing would prove nothing).
+    for emitter in ["slack-gateway", "token-logging", "action-group", "metrics-publisher"] {
+        assert!(found.iter().any(|f| f.emitter == emitter), "no emission found in functions/{emitter}");
+    }
+    let problems = scan_problems(&sources);
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[test]
+fn every_metric_is_documented_and_every_alarm_has_a_runbook() {
+    let problems = check_runbooks(&read("template.yaml"), &read("RUNBOOKS.md"));
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[test]
+fn every_alarm_notifies_the_topic_and_the_bot_health_dashboard_shows_it() {
+    let t = Template::load(&root().join("template.yaml")).expect("template");
+    let alarms = t.alarms().expect("alarms");
+    assert!(alarms.len() >= 20, "{} alarms", alarms.len());
+    let dashboards = t.dashboards().expect("dashboards");
+    let health = &dashboards.iter().find(|(id, _)| id == "BotHealthDashboard").expect("bot-health dashboard").1;
+    let shown: BTreeSet<String> = health["widgets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["type"] == "alarm")
+        .flat_map(|w| w["properties"]["alarms"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    for a in &alarms {
+        assert_eq!(a.alarm_actions, vec!["<AlarmTopic>".to_string()], "alarm {} notifies the topic", a.logical_id);
+        assert!(
+            a.alarm_name.starts_with("stack-"),
+            "alarm {} is named after the stack (alert-test finds it)",
+            a.alarm_name
+        );
+        assert!(shown.contains(&format!("<{}.Arn>", a.logical_id)), "bot-health does not show {}", a.logical_id);
+    }
+    // Every function of the stack has an Errors alarm (seed 000).
+    let watched: BTreeSet<String> = alarms
+        .iter()
+        .filter(|a| a.namespace.as_deref() == Some("AWS/Lambda"))
+        .flat_map(|a| a.dimensions.iter().map(|(_, v)| v.clone()))
+        .collect();
+    for (id, _) in t.resources_of_type("AWS::Serverless::Function") {
+        assert!(watched.contains(&format!("<{id}>")), "no Errors alarm on {id}");
+    }
+    // Every dead-letter queue has a not-empty alarm.
+    for (id, _) in t.resources_of_type("AWS::SQS::Queue").into_iter().filter(|(id, _)| id.contains("DeadLetter")) {
+        assert!(
+            alarms.iter().any(|a| a.dimensions.iter().any(|(_, v)| *v == format!("<{id}.QueueName>"))),
+            "no alarm on {id}"
+        );
+    }
+}
+
+#[test]
+fn query_definitions_name_log_groups_of_the_stack() {
+    let t = Template::load(&root().join("template.yaml")).expect("template");
+    let queries = tests::template::query_definitions(&t).expect("queries");
+    assert!(queries.len() >= 4, "seed 003's four queries at least: {queries:?}");
+    for (id, groups) in queries {
+        for g in groups {
+            let logical = g.trim_start_matches('<').trim_end_matches('>');
+            assert!(
+                t.resources_of_type("AWS::Logs::LogGroup").iter().any(|(l, _)| l == logical),
+                "query {id} names {g}, not a log group of the stack"
+            );
+        }
+    }
+}
+
+// ---- the checks fail when a name drifts on either side
+
+#[test]
+fn a_renamed_alarm_metric_fails_the_check() {
+    let template = read("template.yaml");
+    let mutated = template.replacen("MetricName: APIErrors", "MetricName: APIErrorz", 1);
+    assert_ne!(mutated, template);
+    let problems = check_template_metrics(&mutated);
+    assert!(problems.iter().any(|p| p.contains("APIErrorz") && p.contains("ApiErrorsAlarm")), "{problems:?}");
+}
+
+#[test]
+fn an_alarm_on_a_dimension_set_nobody_emits_fails_the_check() {
+    let template = read("template.yaml");
+    let mutated = template.replacen("- Name: Component", "- Name: Subsystem", 1);
+    assert_ne!(mutated, template);
+    let problems = check_template_metrics(&mutated);
+    assert!(problems.iter().any(|p| p.contains("CircuitBreakerTrips") && p.contains("Subsystem")), "{problems:?}");
+}
+
+#[test]
+fn a_renamed_dashboard_metric_fails_the_check() {
+    let template = read("template.yaml");
+    for (from, to, renamed) in [
+        ("\"LoggingLatency\"", "\"LoggingLatencyMs\"", "LoggingLatencyMs"),
+        ("MetricName=\\\"UnpricedTokens\\\"", "MetricName=\\\"UnpricedTokenz\\\"", "UnpricedTokenz"),
+    ] {
+        let mutated = template.replacen(from, to, 1);
+        assert_ne!(mutated, template, "{from} is in the template");
+        let problems = check_template_metrics(&mutated);
+        assert!(problems.iter().any(|p| p.contains(renamed) && p.contains("dashboard")), "{to}: {problems:?}");
+    }
+}
+
+#[test]
+fn a_metric_renamed_in_the_code_fails_the_scan() {
+    let sources = read_sources(&root()).expect("sources");
+    let rename = |from: &str, to: &str| -> Sources {
+        let mut changed = false;
+        let out = sources
+            .iter()
+            .map(|(e, p, text)| {
+                let t = if !changed && text.contains(from) {
+                    changed = true;
+                    text.replacen(from, to, 1)
+                } else {
+                    text.clone()
+                };
+                (e.clone(), p.clone(), t)
+            })
+            .collect();
+        assert!(changed, "{from} is in the code");
+        out
+    };
+    assert!(scan_problems(&sources).is_empty(), "the unmutated code passes");
+    // A new name the registry does not know.
+    let problems = scan_problems(&rename("count_with_total(\"APIErrors\"", "count_with_total(\"ApiErrors\""));
+    assert!(problems.iter().any(|p| p.contains("ApiErrors") && p.contains("does not register")), "{problems:?}");
+    // A dimension dropped from an emission: the alarm's dimension set would never be emitted.
+    let problems = scan_problems(&rename(".record(&[(\"AgentId\", agent)])", ".record(&[])"));
+    assert!(problems.iter().any(|p| p.contains("APILatency")), "{problems:?}");
+    // A metric the registry lists disappears from the code.
+    let problems = scan_problems(&rename("\"SignatureFailures\"", "\"SignatureFailure\""));
+    assert!(
+        problems.iter().any(|p| p.contains("registers SignatureFailures") && p.contains("no code there emits it")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn an_undocumented_metric_or_a_missing_runbook_fails_the_check() {
+    let template = read("template.yaml");
+    let runbooks = read("RUNBOOKS.md");
+    let undocumented = runbooks.replace("| `Heartbeat` |", "| `Heartbeet` |");
+    assert_ne!(undocumented, runbooks);
+    assert!(check_runbooks(&template, &undocumented).iter().any(|p| p.contains("Heartbeat")));
+    let no_runbook = runbooks.replace("### SchemaDrift", "### Schema drift of payloads");
+    assert_ne!(no_runbook, runbooks);
+    assert!(check_runbooks(&template, &no_runbook).iter().any(|p| p.contains("SchemaDriftAlarm")));
+}
