@@ -215,6 +215,30 @@ pub enum Layout {
     Parquet { compression: String },
 }
 
+/// The seed's three queries (seed 000), byte for byte.
+pub const SEED_MOST_ACTIVE: &str = "SELECT user_id, COUNT(*) as messages
+FROM events
+WHERE timestamp >= '2026-04-01'
+GROUP BY user_id
+ORDER BY messages DESC
+LIMIT 10;";
+pub const SEED_KB_USAGE: &str = "SELECT kb, COUNT(*) as hits
+FROM events
+CROSS JOIN UNNEST(knowledge_bases) AS t(kb)
+WHERE timestamp >= '2026-04-01'
+GROUP BY kb
+ORDER BY hits DESC;";
+pub const SEED_NO_KB: &str = "SELECT timestamp, user_id, rationale
+FROM events
+WHERE cardinality(knowledge_bases) = 0
+  AND timestamp >= '2026-04-01'
+ORDER BY timestamp DESC
+LIMIT 50;";
+
+/// The seed's three queries with short ids, in the seed's order.
+pub const SEED_QUERIES: [(&str, &str); 3] =
+    [("most_active", SEED_MOST_ACTIVE), ("kb_usage", SEED_KB_USAGE), ("no_kb", SEED_NO_KB)];
+
 /// An archive written by [`write_archive`].
 #[derive(Debug, Clone)]
 pub struct Archive {

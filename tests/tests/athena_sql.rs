@@ -11,32 +11,14 @@ use chrono::{Duration, NaiveDate};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
 use shared::domain::{AnalyticsEvent, Outcome};
-use tests::sql::{generate_events, to_duckdb, write_archive, Archive, DuckDb, Layout, Rows, Template, TRINO_MACROS};
+use tests::sql::{
+    generate_events, to_duckdb, write_archive, Archive, DuckDb, Layout, Rows, Template, SEED_QUERIES, TRINO_MACROS,
+};
 
 /// "Today" for the named queries' `current_date`.
 fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 4, 20).unwrap()
 }
-
-/// The seed's three queries (seed 000), byte for byte.
-const SEED_MOST_ACTIVE: &str = "SELECT user_id, COUNT(*) as messages
-FROM events
-WHERE timestamp >= '2026-04-01'
-GROUP BY user_id
-ORDER BY messages DESC
-LIMIT 10;";
-const SEED_KB_USAGE: &str = "SELECT kb, COUNT(*) as hits
-FROM events
-CROSS JOIN UNNEST(knowledge_bases) AS t(kb)
-WHERE timestamp >= '2026-04-01'
-GROUP BY kb
-ORDER BY hits DESC;";
-const SEED_NO_KB: &str = "SELECT timestamp, user_id, rationale
-FROM events
-WHERE cardinality(knowledge_bases) = 0
-  AND timestamp >= '2026-04-01'
-ORDER BY timestamp DESC
-LIMIT 50;";
 
 struct Fixture {
     events: Vec<AnalyticsEvent>,
@@ -457,10 +439,7 @@ fn ref_target(v: &Yaml) -> Option<&str> {
 }
 
 fn seed_queries() -> Vec<(String, String)> {
-    [("most_active", SEED_MOST_ACTIVE), ("kb_usage", SEED_KB_USAGE), ("no_kb", SEED_NO_KB)]
-        .into_iter()
-        .map(|(id, sql)| (id.to_string(), sql.to_string()))
-        .collect()
+    SEED_QUERIES.iter().map(|(id, sql)| (id.to_string(), sql.to_string())).collect()
 }
 
 fn check_seed_results(layout: &str, got: &[Rows]) {

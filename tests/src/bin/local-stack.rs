@@ -11,6 +11,7 @@ use tests::harness::emulators;
 use tests::local_stack::{emf_totals, LocalStack, Progress};
 use tests::resources::{read_objects, seed_spend, TEST_BOT_TOKEN, TEST_SIGNING_SECRET};
 use tests::slack_events::{body_of, fixture};
+use tests::sql::{Archive, DuckDb, Layout, Template as SqlTemplate, SEED_QUERIES};
 
 const DAILY_BUDGET_USD: f64 = 1.0;
 
@@ -332,6 +333,8 @@ async fn report(stack: &LocalStack, problems: &mut Vec<String>) {
         problems.push(format!("expected 7 analytics events (one per answered or refused turn), saw {}", events.len()));
     }
 
+    seed_queries(&objects, problems);
+
     println!("\n== Metrics (EMF lines the functions printed; CloudWatch would build these)");
     for (name, out) in [("slack-ingress", stack.ingress.output()), ("slack-worker", stack.worker.output())] {
         let mut totals: Vec<(String, f64)> = emf_totals(&out).into_iter().collect();
@@ -405,4 +408,53 @@ async fn ask(args: &[String]) -> ExitCode {
     }
     eprintln!("no answer within 30 s");
     ExitCode::FAILURE
+}
+
+/// The seed's three Athena queries, unchanged, answered by the embedded SQL engine (DuckDB) over
+/// the objects Firehose delivered, read with the Glue table's columns from template.yaml.
+fn seed_queries(objects: &[(String, String)], problems: &mut Vec<String>) {
+    println!("\n== The seed's three queries, run by DuckDB over the delivered objects (Athena's SQL, unchanged)");
+    let answer = || -> Result<Vec<Result<tests::sql::Rows, String>>, String> {
+        let root = tests::moto::workspace_root().join(format!("target/tmp/local-stack-sql-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("events")).map_err(|e| e.to_string())?;
+        let mut paths = Vec::new();
+        for (i, (_, body)) in objects.iter().enumerate() {
+            let path = root.join(format!("events/object-{i}.json"));
+            std::fs::write(&path, body).map_err(|e| e.to_string())?;
+            paths.push(path);
+        }
+        let columns = SqlTemplate::load().map_err(|e| e.to_string())?.glue_columns("EventsTable", false)?;
+        let archive = Archive { root: root.clone(), layout: Layout::SeedJson, objects: paths, columns };
+        let queries: Vec<(String, String)> =
+            SEED_QUERIES.iter().map(|(id, q)| (id.to_string(), q.to_string())).collect();
+        let results =
+            DuckDb::locate().map_err(|e| e.to_string())?.query(&archive.setup().map_err(|e| e.to_string())?, &queries);
+        let _ = std::fs::remove_dir_all(&root);
+        results.map_err(|e| e.to_string())
+    };
+    match answer() {
+        Err(e) => problems.push(format!("the seed's queries could not run: {e}")),
+        Ok(results) => {
+            for ((id, sql), result) in SEED_QUERIES.iter().zip(results) {
+                println!("-- {id}: {}", sql.lines().next().unwrap_or_default());
+                match result {
+                    Err(e) => problems.push(format!("seed query {id} failed: {e}")),
+                    Ok(rows) => {
+                        println!("   {}", rows.columns.join(" | "));
+                        for row in rows.rows.iter().take(5) {
+                            let cells: Vec<String> = row
+                                .iter()
+                                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                                .collect();
+                            println!("   {}", cells.join(" | "));
+                        }
+                        if *id == "most_active" && rows.rows.is_empty() {
+                            problems.push("the most-active-users query found no one".into());
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
