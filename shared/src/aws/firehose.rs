@@ -23,30 +23,38 @@ impl FirehoseAnalytics {
 
 /// The record bytes for one event: JSON and a newline, so objects are valid NDJSON for Athena.
 pub fn encode_event(event: &AnalyticsEvent) -> Result<Vec<u8>> {
-    let mut bytes =
-        serde_json::to_vec(event).map_err(|e| Error::Malformed { what: "analytics event", reason: e.to_string() })?;
+    ndjson_line("analytics event", event)
+}
+
+/// `value` as one newline-terminated JSON line (`what` names it in the error).
+pub(crate) fn ndjson_line<T: serde::Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(value).map_err(|e| Error::Malformed { what, reason: e.to_string() })?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+/// Puts one record on `stream`, with the adapters' retries.
+pub(crate) async fn put_record(client: &aws_sdk_firehose::Client, stream: &str, bytes: Vec<u8>) -> Result<()> {
+    super::with_retries(|| async {
+        let record = Record::builder()
+            .data(Blob::new(bytes.clone()))
+            .build()
+            .map_err(|e| Error::Malformed { what: "firehose record", reason: e.to_string() })?;
+        client
+            .put_record()
+            .delivery_stream_name(stream)
+            .record(record)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_sdk("firehose", "PutRecord", e))
+    })
+    .await
 }
 
 #[async_trait]
 impl AnalyticsSink for FirehoseAnalytics {
     async fn publish(&self, event: &AnalyticsEvent) -> Result<()> {
-        let bytes = encode_event(event)?;
-        super::with_retries(|| async {
-            let record = Record::builder()
-                .data(Blob::new(bytes.clone()))
-                .build()
-                .map_err(|e| Error::Malformed { what: "firehose record", reason: e.to_string() })?;
-            self.client
-                .put_record()
-                .delivery_stream_name(&self.stream)
-                .record(record)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::from_sdk("firehose", "PutRecord", e))
-        })
-        .await
+        put_record(&self.client, &self.stream, encode_event(event)?).await
     }
 }
