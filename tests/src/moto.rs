@@ -36,13 +36,25 @@ impl Moto {
         let bin = tools_bin()?.join("moto_server");
         let port = free_port()?;
         let parent = std::process::id();
-        // The watchdog ends moto when the test binary goes away, however it goes away.
-        let script = format!(
-            "{bin} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done; kill $m 2>/dev/null",
-            bin = shell_quote(&bin.to_string_lossy())
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        // The watchdog ends moto when the test binary goes away, however it goes away (statics
+        // are never dropped). It watches moto itself, so a dropped Moto leaves nothing behind.
+        let watchdog = format!(
+            "while kill -0 {parent} 2>/dev/null && kill -0 {m} 2>/dev/null; do sleep 1; done; kill {m} 2>/dev/null",
+            m = child.id()
         );
-        let child = Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).spawn()?;
+        Command::new("sh")
+            .arg("-c")
+            .arg(watchdog)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
         let moto = Moto { child, port };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(60) {
@@ -79,15 +91,13 @@ pub fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        // Kill and reap moto itself (killing a wrapper shell once left moto orphaned).
         let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 /// A port that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
