@@ -150,6 +150,39 @@ pub struct AnalyticsEvent {
     pub message_text: Option<String>,
 }
 
+/// The analytics event's columns in the Glue table's order (the event's fields, then the
+/// opt-in `message_text`). Whatever rewrites the archive (the daily compaction) selects exactly
+/// these, so a rewritten object has the same columns as one Firehose wrote.
+pub const ANALYTICS_COLUMNS: [&str; 27] = [
+    "timestamp",
+    "user_id",
+    "thread_id",
+    "message_length",
+    "response_length",
+    "knowledge_bases",
+    "search_queries",
+    "rationale",
+    "event_id",
+    "team_id",
+    "channel_id",
+    "agent_id",
+    "agent_alias_id",
+    "session_id",
+    "action_groups",
+    "sources",
+    "model_ids",
+    "input_tokens",
+    "output_tokens",
+    "estimated_cost_usd",
+    "latency_ms",
+    "first_token_ms",
+    "outcome",
+    "error_code",
+    "guardrail_action",
+    "schema_version",
+    "message_text",
+];
+
 /// One usage record per turn (SQS "usage"); `record_id` makes processing idempotent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
@@ -286,6 +319,12 @@ mod tests {
         let v = serde_json::to_value(&e).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 26, "{keys:?}");
+        let mut with_text = e.clone();
+        with_text.message_text = Some("hi".into());
+        let v2 = serde_json::to_value(&with_text).unwrap();
+        let all: std::collections::BTreeSet<&str> = v2.as_object().unwrap().keys().map(String::as_str).collect();
+        let listed: std::collections::BTreeSet<&str> = ANALYTICS_COLUMNS.iter().copied().collect();
+        assert_eq!(all, listed, "ANALYTICS_COLUMNS must name every field of the event");
         assert_eq!(v["outcome"], "refused_budget");
         assert!(v["estimated_cost_usd"].is_null());
     }

@@ -86,6 +86,15 @@ fn main() {
         &columns,
     )
     .expect("parquet layout");
+    // What the daily compaction (cost-analyzer, compact.rs) leaves: one object per day.
+    let compacted = write_archive(
+        &dir.join("compacted"),
+        &events,
+        Layout::Parquet { compression: compression.clone() },
+        86_400,
+        &columns,
+    )
+    .expect("compacted layout");
     let snappy =
         write_archive(&dir.join("snappy"), &events, Layout::Parquet { compression: "SNAPPY".into() }, 900, &columns)
             .expect("snappy layout");
@@ -102,11 +111,22 @@ fn main() {
 
     let (cols, footers) = parquet_columns(&pq.root, object_bytes(&pq));
     let (snappy_cols, _) = parquet_columns(&snappy.root, object_bytes(&snappy));
-    let headers = ["seed NDJSON", "gzip NDJSON", "parquet", "parquet pruned", "+footers", "SNAPPY parquet"];
+    let (daily_cols, daily_footers) = parquet_columns(&compacted.root, object_bytes(&compacted));
+    let headers = [
+        "seed NDJSON",
+        "gzip NDJSON",
+        "parquet",
+        "parquet pruned",
+        "+footers",
+        "SNAPPY parquet",
+        "compacted",
+        "compacted+ft",
+    ];
     println!("\nparquet = {compression} column chunks the query names; pruned = only row groups whose timestamp max >= 2026-04-01;");
-    println!("+footers = parquet plus every object's footer; SNAPPY parquet = Firehose's default compression");
+    println!("+footers = parquet plus every object's footer; SNAPPY parquet = Firehose's default compression;");
+    println!("compacted = after the daily compaction (one object per day), column chunks; +ft with its footers");
     println!("{:<22} {}", "seed query, per year", headers.map(|h| format!("{h:>14}")).join(" "));
-    let mut totals = [0.0f64; 6];
+    let mut totals = [0.0f64; 8];
     for (name, referenced) in SEED_QUERIES {
         let sum = |c: &BTreeMap<String, (u64, u64)>, pruned: bool| -> f64 {
             referenced.iter().map(|k| c.get(*k).map_or(0, |v| if pruned { v.1 } else { v.0 }) as f64).sum()
@@ -118,6 +138,8 @@ fn main() {
             sum(&cols, true),
             sum(&cols, false) + footers as f64,
             sum(&snappy_cols, false),
+            sum(&daily_cols, false),
+            sum(&daily_cols, false) + daily_footers as f64,
         ];
         for (t, r) in totals.iter_mut().zip(row) {
             *t += r;
@@ -134,6 +156,12 @@ fn main() {
         totals[0] / totals[3],
         totals[0] / totals[4],
         totals[0] / totals[1]
+    );
+    println!(
+        "after the daily compaction: {:.1}x (column chunks), {:.1}x (with footers); objects per year {:.0}",
+        totals[0] / totals[6],
+        totals[0] / totals[7],
+        compacted.objects.len() as f64 * scale
     );
     let all: u64 = cols.values().map(|c| c.0).sum();
     println!(

@@ -101,6 +101,7 @@ impl Setup {
                 agent_names: names.clone(),
             },
             agent_names: names,
+            archive: None,
         };
         Setup { sdk, usage_table, audit_table, bucket, workgroup, rollups, analyzer }
     }

@@ -101,7 +101,7 @@ impl AthenaAnalytics {
             .await
             .map_err(|e| shared::Error::from_sdk("athena", "StartQueryExecution", e))?;
         let id = started.query_execution_id.unwrap_or_default();
-        self.wait(&id).await?;
+        self.wait(&id, self.max_wait).await?;
         let mut rows = Vec::new();
         let mut token: Option<String> = None;
         let mut first_page = true;
@@ -125,8 +125,30 @@ impl AthenaAnalytics {
         }
     }
 
+    /// Runs a statement that returns no rows (`UNLOAD`), waiting at most `max_wait` for it;
+    /// returns its execution id.
+    pub async fn execute(&self, sql: &str, max_wait: Duration) -> Result<String, QueryError> {
+        let started = self
+            .client
+            .start_query_execution()
+            .query_string(sql)
+            .work_group(&self.workgroup)
+            .query_execution_context(QueryExecutionContext::builder().database(&self.database).build())
+            .send()
+            .await
+            .map_err(|e| shared::Error::from_sdk("athena", "StartQueryExecution", e))?;
+        let id = started.query_execution_id.unwrap_or_default();
+        self.wait(&id, max_wait).await?;
+        Ok(id)
+    }
+
+    /// The Glue database and the events table, as a qualified Athena name.
+    pub fn qualified_events_table(&self) -> String {
+        format!("\"{}\".\"{}\"", self.database.replace('"', "\"\""), self.events_table.replace('"', "\"\""))
+    }
+
     /// Polls until the query finished, at most `max_wait`; a query still running is stopped.
-    async fn wait(&self, id: &str) -> Result<(), QueryError> {
+    async fn wait(&self, id: &str, max_wait: Duration) -> Result<(), QueryError> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
@@ -151,11 +173,11 @@ impl AthenaAnalytics {
                 }
                 _ => {}
             }
-            if started.elapsed() + delay > self.max_wait {
+            if started.elapsed() + delay > max_wait {
                 if let Err(e) = self.client.stop_query_execution().query_execution_id(id).send().await {
                     tracing::warn!(execution_id = %id, error = %shared::Error::from_sdk("athena", "StopQueryExecution", e), "could not stop a query past its wait");
                 }
-                return Err(QueryError::Timeout { execution_id: id.into(), waited_secs: self.max_wait.as_secs() });
+                return Err(QueryError::Timeout { execution_id: id.into(), waited_secs: max_wait.as_secs() });
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(1));

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use shared::slack::client::{FileUpload, SlackWebClient};
 
 use crate::api::AdminApi;
+use crate::compact::{ArchiveObjects, Compactor, Unloader};
 use crate::report::{self, DailyReport};
 use crate::store::{DayRollups, RollupStore};
 
@@ -28,6 +29,8 @@ pub enum CostAnalyzerError {
     Slack(String),
     #[error("drawing the chart: {0}")]
     Chart(String),
+    #[error("compacting the event archive: {0}")]
+    Compaction(String),
 }
 
 impl From<CostAnalyzerError> for lambda_runtime::Diagnostic {
@@ -38,6 +41,7 @@ impl From<CostAnalyzerError> for lambda_runtime::Diagnostic {
             CostAnalyzerError::ReportStore(_) => "ReportStoreFailed",
             CostAnalyzerError::Slack(_) => "SlackFailed",
             CostAnalyzerError::Chart(_) => "ChartFailed",
+            CostAnalyzerError::Compaction(_) => "CompactionFailed",
         };
         lambda_runtime::Diagnostic { error_type: error_type.into(), error_message: e.to_string() }
     }
@@ -113,6 +117,37 @@ pub struct CostAnalyzer {
     pub channel: Option<(String, Arc<dyn ReportChannel>)>,
     pub api: AdminApi,
     pub agent_names: BTreeMap<String, String>,
+    /// The event archive's daily compaction (`{"task": "compact_events"}`), when configured.
+    pub archive: Option<ArchiveCompaction>,
+}
+
+/// What the compaction task works on.
+pub struct ArchiveCompaction {
+    pub objects: Arc<dyn ArchiveObjects>,
+    pub unloader: Arc<dyn Unloader>,
+    pub bucket: String,
+}
+
+/// The task name of the compaction schedule's input.
+pub const COMPACT_TASK: &str = "compact_events";
+
+/// The days a compaction run works on: `compact_dates` when the event names them, else the two
+/// UTC days before `now` (the day before catches objects Firehose delivered late).
+pub fn compaction_dates(event: &Value, now: DateTime<Utc>) -> Result<Vec<NaiveDate>, CostAnalyzerError> {
+    match event.get("compact_dates") {
+        None => Ok(vec![now.date_naive() - Duration::days(1), now.date_naive() - Duration::days(2)]),
+        Some(Value::Array(days)) if !days.is_empty() && days.len() <= 31 => days
+            .iter()
+            .map(|d| {
+                d.as_str().and_then(|t| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()).ok_or_else(|| {
+                    CostAnalyzerError::UnrecognisedEvent(format!("compact_dates must hold YYYY-MM-DD days, not {d}"))
+                })
+            })
+            .collect(),
+        Some(other) => Err(CostAnalyzerError::UnrecognisedEvent(format!(
+            "compact_dates must be a list of 1 to 31 YYYY-MM-DD days, not {other}"
+        ))),
+    }
 }
 
 /// What a report run did.
@@ -151,6 +186,9 @@ impl CostAnalyzer {
             let response = self.api.handle(&request, now).await;
             return serde_json::to_value(response).map_err(|e| CostAnalyzerError::UnrecognisedEvent(e.to_string()));
         }
+        if event.get("task").and_then(Value::as_str) == Some(COMPACT_TASK) {
+            return self.compact(&event, now).await;
+        }
         let scheduled = event.get("source").and_then(Value::as_str) == Some("aws.events")
             || event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
             || event.get("report_date").is_some();
@@ -168,6 +206,35 @@ impl CostAnalyzer {
             "chart_file_id": outcome.file_id,
             "total_cost_usd": outcome.report.totals.cost_usd,
         }))
+    }
+
+    /// Compacts the archive's partitions of the event's days; every day is tried, and the run
+    /// fails (so Lambda retries it and, past that, its dead-letter queue holds it) if one did.
+    async fn compact(&self, event: &Value, now: DateTime<Utc>) -> Result<Value, CostAnalyzerError> {
+        let archive = self.archive.as_ref().ok_or_else(|| {
+            CostAnalyzerError::Compaction("this function has no analytics bucket and Athena configured".into())
+        })?;
+        let compactor = Compactor {
+            objects: archive.objects.as_ref(),
+            unloader: archive.unloader.as_ref(),
+            bucket: &archive.bucket,
+        };
+        let run_id = now.format("%Y%m%dT%H%M%S%3fZ").to_string();
+        let mut days = Vec::new();
+        let mut failures = Vec::new();
+        for date in compaction_dates(event, now)? {
+            match compactor.compact(date, &run_id).await {
+                Ok(done) => days.push(serde_json::to_value(done).unwrap_or(Value::Null)),
+                Err(e) => {
+                    tracing::error!(date = %date, error = %e, "could not compact a partition; its objects are kept");
+                    failures.push(format!("{date}: {e}"));
+                }
+            }
+        }
+        if !failures.is_empty() {
+            return Err(CostAnalyzerError::Compaction(failures.join("; ")));
+        }
+        Ok(json!({"compacted": days}))
     }
 
     /// Builds, stores and posts the report on `date`.
@@ -218,5 +285,19 @@ mod tests {
         let e = report_date(&json!({"report_date": "yesterday"}), now).unwrap_err().to_string();
         assert!(e.contains("report_date"), "{e}");
         assert_eq!(report_key(NaiveDate::from_ymd_opt(2026, 1, 5).unwrap()), "reports/daily/2026-01-05.json");
+    }
+
+    #[test]
+    fn compaction_takes_the_two_days_before_unless_told() {
+        let now = DateTime::parse_from_rfc3339("2026-06-02T01:30:00Z").unwrap().with_timezone(&Utc);
+        let days = |e: Value| compaction_dates(&e, now).map(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>());
+        assert_eq!(days(json!({"task": "compact_events"})).unwrap(), ["2026-06-01", "2026-05-31"]);
+        assert_eq!(days(json!({"task": "compact_events", "compact_dates": ["2026-01-05"]})).unwrap(), ["2026-01-05"]);
+        for bad in
+            [json!({"compact_dates": []}), json!({"compact_dates": "2026-01-05"}), json!({"compact_dates": ["Jan 5"]})]
+        {
+            let e = days(bad).unwrap_err().to_string();
+            assert!(e.contains("compact_dates"), "{e}");
+        }
     }
 }

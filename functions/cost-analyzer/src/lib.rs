@@ -3,12 +3,14 @@
 //!
 //! The entry point is [`handler`]; [`report`] builds the report and [`chart`] draws it; [`api`]
 //! routes and answers the admin API (its OpenAPI document is `openapi/admin.json`); [`store`]
-//! reads the rollups, [`audit`] keeps the audit log, [`athena`] runs queries.
+//! reads the rollups, [`audit`] keeps the audit log, [`athena`] runs queries, [`compact`] rewrites
+//! each day of the event archive as one object.
 
 pub mod api;
 pub mod athena;
 pub mod audit;
 pub mod chart;
+pub mod compact;
 pub mod config;
 pub mod handler;
 pub mod report;

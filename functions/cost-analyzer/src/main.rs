@@ -6,7 +6,8 @@ use std::time::Duration;
 use cost_analyzer::api::AdminApi;
 use cost_analyzer::athena::AthenaAnalytics;
 use cost_analyzer::audit::DynamoDbAuditLog;
-use cost_analyzer::handler::{ReportChannel, S3ReportStore};
+use cost_analyzer::compact::S3Archive;
+use cost_analyzer::handler::{ArchiveCompaction, ReportChannel, S3ReportStore};
 use cost_analyzer::store::DynamoDbRollups;
 use cost_analyzer::{Config, CostAnalyzer};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -31,23 +32,30 @@ async fn main() -> Result<(), Error> {
         }
         _ => None,
     };
+    let s3 = aws_sdk_s3::Client::new(&sdk);
+    let athena = Arc::new(AthenaAnalytics::new(
+        aws_sdk_athena::Client::new(&sdk),
+        &config.athena_workgroup,
+        &config.glue_database,
+        &config.events_table,
+        Duration::from_secs(config.athena_max_wait_secs),
+    ));
     let analyzer = CostAnalyzer {
         rollups: rollups.clone(),
-        reports: Arc::new(S3ReportStore::new(aws_sdk_s3::Client::new(&sdk), &config.analytics_bucket)),
+        reports: Arc::new(S3ReportStore::new(s3.clone(), &config.analytics_bucket)),
         channel,
         api: AdminApi {
             rollups,
-            analytics: Arc::new(AthenaAnalytics::new(
-                aws_sdk_athena::Client::new(&sdk),
-                &config.athena_workgroup,
-                &config.glue_database,
-                &config.events_table,
-                Duration::from_secs(config.athena_max_wait_secs),
-            )),
+            analytics: athena.clone(),
             audit: Arc::new(DynamoDbAuditLog::new(dynamodb, &config.audit_table)),
             agent_names: config.agent_names.clone(),
         },
         agent_names: config.agent_names.clone(),
+        archive: Some(ArchiveCompaction {
+            objects: Arc::new(S3Archive::new(s3, &config.analytics_bucket)),
+            unloader: athena,
+            bucket: config.analytics_bucket.clone(),
+        }),
     };
     let analyzer = &analyzer;
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
