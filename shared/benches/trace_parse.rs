@@ -132,6 +132,7 @@ fn bench(c: &mut Criterion) {
         session_id: "bench-session".into(),
         input_text: "What is our password rotation policy?".into(),
         session_attributes: HashMap::new(),
+        files: Vec::new(),
     };
 
     // The decoded items, once, for the collector-only measurement.

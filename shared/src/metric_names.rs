@@ -3,6 +3,10 @@
 //! dimension set exactly, so the template's alarms and dashboards are checked against this list,
 //! RUNBOOKS.md documents it, and a source scan checks it against the emitting code
 //! (tests/tests/template_metrics.rs): none of the three can drift from the others.
+//!
+//! Each emission also says at which monitoring level it is published (`METRICS_LEVEL`, set from
+//! the template's `MonitoringLevel`): `essential` publishes only the series its alarms evaluate
+//! plus the dimensionless token and cost totals (every series is billed), `full` publishes all.
 
 /// How a metric reaches CloudWatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,12 +17,58 @@ pub enum Via {
     PutMetricData,
 }
 
+/// How much the functions publish: a CloudWatch custom metric is billed per series per month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum MetricsLevel {
+    /// Only the series the essential alarms evaluate, and the dimensionless token/cost totals.
+    Essential,
+    /// Every registered series (dashboards, per-model and per-agent breakdowns, KPIs).
+    #[default]
+    Full,
+}
+
+impl MetricsLevel {
+    /// Both levels, cheapest first.
+    pub const ALL: [MetricsLevel; 2] = [MetricsLevel::Essential, MetricsLevel::Full];
+
+    /// The value `METRICS_LEVEL` and the template's `MonitoringLevel` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricsLevel::Essential => "essential",
+            MetricsLevel::Full => "full",
+        }
+    }
+
+    /// True when the series `name` with exactly these dimension keys is published at this level
+    /// (an unregistered series only at `Full`: the registry check reports it anyway).
+    pub fn publishes(self, name: &str, dimensions: &[&str]) -> bool {
+        match self {
+            MetricsLevel::Full => true,
+            MetricsLevel::Essential => find(name).is_some_and(|m| {
+                m.emissions.iter().any(|e| e.level == MetricsLevel::Essential && same_keys(e.dimensions, dimensions))
+            }),
+        }
+    }
+}
+
+impl std::str::FromStr for MetricsLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        MetricsLevel::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is neither \"essential\" nor \"full\""))
+    }
+}
+
 /// One way a metric is emitted: by which function crate (`functions/<emitter>`), with which
-/// dimension keys (`&[]` = none).
+/// dimension keys (`&[]` = none), from which monitoring level on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Emission {
     pub emitter: &'static str,
     pub dimensions: &'static [&'static str],
+    /// `Essential`: published at both levels; `Full`: only at full.
+    pub level: MetricsLevel,
 }
 
 /// A registered metric.
@@ -36,6 +86,11 @@ impl MetricSpec {
     pub fn has_dimension_set(&self, keys: &[&str]) -> bool {
         self.emissions.iter().any(|e| same_keys(e.dimensions, keys))
     }
+
+    /// The emissions published at `level`.
+    pub fn emissions_at(&self, level: MetricsLevel) -> impl Iterator<Item = &'static Emission> {
+        self.emissions.iter().filter(move |e| e.level <= level)
+    }
 }
 
 /// Two dimension key lists name the same set.
@@ -47,8 +102,15 @@ pub fn same_keys(a: &[&str], b: &[&str]) -> bool {
     a == b
 }
 
+/// An emission published only at the full level (the default for a new series: each costs
+/// $0.30 a month, so a series joins `essential` only when an essential alarm needs it).
 const fn e(emitter: &'static str, dimensions: &'static [&'static str]) -> Emission {
-    Emission { emitter, dimensions }
+    Emission { emitter, dimensions, level: MetricsLevel::Full }
+}
+
+/// An emission published at both levels (tests/tests/costs.rs keeps essential under its budget).
+const fn essential(emitter: &'static str, dimensions: &'static [&'static str]) -> Emission {
+    Emission { emitter, dimensions, level: MetricsLevel::Essential }
 }
 
 const GW: &str = "slack-gateway";
@@ -121,14 +183,14 @@ pub const METRICS: &[MetricSpec] = &[
         name: "TotalTokens",
         unit: "Count",
         via: Via::Emf,
-        emissions: &[e(TL, &["AgentId", "ModelId"]), e(TL, &[])],
+        emissions: &[e(TL, &["AgentId", "ModelId"]), essential(TL, &[])],
         meaning: "input + output tokens of logged turns",
     },
     MetricSpec {
         name: "EstimatedCost",
         unit: "None (USD)",
         via: Via::Emf,
-        emissions: &[e(TL, &["AgentId", "ModelId"]), e(TL, &[])],
+        emissions: &[e(TL, &["AgentId", "ModelId"]), essential(TL, &[])],
         meaning: "estimated USD cost of priced tokens (unpriced models add nothing here)",
     },
     MetricSpec {
@@ -193,7 +255,7 @@ pub const METRICS: &[MetricSpec] = &[
         name: "UnansweredConversations",
         unit: "Count",
         via: Via::PutMetricData,
-        emissions: &[e(MP, &[])],
+        emissions: &[essential(MP, &[])],
         meaning: "turns received but neither answered nor failed within the SLA",
     },
     MetricSpec {
@@ -258,5 +320,31 @@ mod tests {
         assert!(cost.has_dimension_set(&[]));
         assert!(!cost.has_dimension_set(&["AgentId"]), "a subset of a dimension set is another metric");
         assert!(find("APIErrorz").is_none());
+    }
+
+    #[test]
+    fn essential_publishes_only_the_series_marked_essential() {
+        use MetricsLevel::{Essential, Full};
+        assert!(Essential.publishes("EstimatedCost", &[]));
+        assert!(!Essential.publishes("EstimatedCost", &["AgentId", "ModelId"]), "no per-model series at essential");
+        assert!(!Essential.publishes("APIErrors", &[]));
+        assert!(!Essential.publishes("NotRegistered", &[]));
+        assert!(Full.publishes("EstimatedCost", &["ModelId", "AgentId"]) && Full.publishes("NotRegistered", &[]));
+        assert_eq!("essential".parse::<MetricsLevel>(), Ok(Essential));
+        assert_eq!(Full.as_str().parse::<MetricsLevel>(), Ok(Full));
+        assert!("Full".parse::<MetricsLevel>().is_err());
+        assert_eq!(MetricsLevel::default(), Full, "code that sets no level keeps publishing everything");
+    }
+
+    #[test]
+    fn a_series_emitted_by_two_functions_has_one_level() {
+        // The filter looks at name and dimensions only: both emitters must agree.
+        for m in METRICS {
+            for a in m.emissions {
+                for b in m.emissions.iter().filter(|b| same_keys(a.dimensions, b.dimensions)) {
+                    assert_eq!(a.level, b.level, "{} {:?}", m.name, a.dimensions);
+                }
+            }
+        }
     }
 }

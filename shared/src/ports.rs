@@ -79,6 +79,11 @@ pub trait ConversationStore: Send + Sync {
     async fn clear_pending(&self, thread: &ThreadRef, message_ts: &str, analytics: bool, usage: bool) -> Result<()>;
     /// The most recent turn in the thread other than `except_ts`, if any.
     async fn last_turn(&self, thread: &ThreadRef, except_ts: &str) -> Result<Option<TurnRecord>>;
+    /// The stored turn of `message_ts` in `thread`, if any.
+    async fn turn(&self, thread: &ThreadRef, message_ts: &str) -> Result<Option<TurnRecord>>;
+    /// Records `reply_ts` on a turn that is still running (the early message of a streamed
+    /// answer), so a redelivery edits that message instead of posting a second answer.
+    async fn record_reply(&self, thread: &ThreadRef, message_ts: &str, reply_ts: &str) -> Result<()>;
 }
 
 /// One InvokeAgent request.
@@ -87,6 +92,108 @@ pub struct AgentRequest {
     pub session_id: String,
     pub input_text: String,
     pub session_attributes: HashMap<String, String>,
+    /// Files the user attached, passed inline in `sessionState.files`.
+    pub files: Vec<AgentInputFile>,
+}
+
+/// How the agent should use an attached file (Bedrock's `FileUseCase`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FileUseCase {
+    /// The code interpreter works on the file (analysis, charts); the agent needs it enabled.
+    #[default]
+    CodeInterpreter,
+    /// The file is context for the conversation.
+    Chat,
+}
+
+impl std::str::FromStr for FileUseCase {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "CODE_INTERPRETER" => Ok(FileUseCase::CodeInterpreter),
+            "CHAT" => Ok(FileUseCase::Chat),
+            other => Err(format!("unknown file use case {other:?} (expected CODE_INTERPRETER or CHAT)")),
+        }
+    }
+}
+
+/// A file passed to the agent with the request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgentInputFile {
+    pub name: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    pub use_case: FileUseCase,
+}
+
+impl std::fmt::Debug for AgentInputFile {
+    // Never the bytes: a debug print of a request must not put a user's file in the logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentInputFile")
+            .field("name", &self.name)
+            .field("media_type", &self.media_type)
+            .field("len", &self.bytes.len())
+            .field("use_case", &self.use_case)
+            .finish()
+    }
+}
+
+/// Why a user's file could not be downloaded from Slack.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileFetchError {
+    /// The URL (or a redirect) points somewhere other than an allowed Slack file host.
+    #[error("not an allowed file URL: {0}")]
+    NotAllowed(String),
+    /// The body is larger than the limit (checked while it streams).
+    #[error("file larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// More redirects than a Slack download needs.
+    #[error("too many redirects")]
+    TooManyRedirects,
+    /// Slack answered with an error status.
+    #[error("http {0}")]
+    Http(u16),
+    /// Slack answered with a web page instead of the file (typically: no `files:read` scope).
+    #[error("a web page instead of the file")]
+    NotAFile,
+    /// Timeout, connection or read failure.
+    #[error("transport: {0}")]
+    Transport(&'static str),
+}
+
+/// A downloaded file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DownloadedFile {
+    pub bytes: Vec<u8>,
+    /// The Content-Type Slack sent, if any.
+    pub content_type: Option<String>,
+}
+
+impl std::fmt::Debug for DownloadedFile {
+    // The size, never the content.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownloadedFile")
+            .field("len", &self.bytes.len())
+            .field("content_type", &self.content_type)
+            .finish()
+    }
+}
+
+/// Slack files: users' uploads in, the agent's files out.
+#[async_trait]
+pub trait FileTransfer: Send + Sync {
+    /// Downloads a user's upload from `url` (only from allowed Slack file hosts), at most
+    /// `max_bytes`.
+    async fn download(&self, url: &str, max_bytes: u64) -> std::result::Result<DownloadedFile, FileFetchError>;
+    /// Shares `bytes` as `filename` in the thread; returns the Slack file id.
+    async fn upload(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        filename: &str,
+        bytes: &[u8],
+    ) -> std::result::Result<String, ChatError>;
 }
 
 /// Why an agent invocation failed.
@@ -120,10 +227,27 @@ impl AgentError {
     }
 }
 
+/// Receives the answer's text as it streams in, one piece (a UTF-8 complete delta) at a time.
+pub type TextSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
 /// The Bedrock Agent.
 #[async_trait]
 pub trait AgentClient: Send + Sync {
     async fn invoke(&self, request: &AgentRequest) -> std::result::Result<AgentTurn, AgentError>;
+
+    /// Like [`AgentClient::invoke`], handing each piece of answer text to `on_text` as it
+    /// arrives. Clients that cannot stream hand over the whole text once, at the end.
+    async fn invoke_streaming(
+        &self,
+        request: &AgentRequest,
+        on_text: TextSink<'_>,
+    ) -> std::result::Result<AgentTurn, AgentError> {
+        let turn = self.invoke(request).await?;
+        if !turn.text.is_empty() {
+            on_text(&turn.text);
+        }
+        Ok(turn)
+    }
 }
 
 /// A message already in a Slack thread.
@@ -151,6 +275,18 @@ pub trait ChatClient: Send + Sync {
     async fn post_message(&self, channel: &str, thread_ts: &str, text: &str) -> std::result::Result<String, ChatError>;
     async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> std::result::Result<(), ChatError>;
     async fn remove_reaction(&self, channel: &str, ts: &str, name: &str) -> std::result::Result<(), ChatError>;
+    /// Replaces the text of a message the bot posted (`chat.update`), waiting out rate limits.
+    async fn update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError>;
+    /// One `chat.update` attempt: a rate limit or failure comes back at once (error
+    /// `ratelimited`...), for progress edits that are better skipped than queued.
+    async fn try_update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError>;
+    /// Sets the assistant thread's status (`assistant.threads.setStatus`); `""` clears it.
+    async fn set_assistant_status(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        status: &str,
+    ) -> std::result::Result<(), ChatError>;
     /// The thread's messages, oldest first, at most `limit`.
     async fn thread_replies(
         &self,

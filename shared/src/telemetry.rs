@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 
+pub use crate::metric_names::MetricsLevel;
+
 /// Sets up JSON logs on stdout in the shape Lambda's JSON log format expects.
 /// `RUST_LOG` (or `AWS_LAMBDA_LOG_LEVEL`) sets the level; default info.
 pub fn init_logging() {
@@ -44,35 +46,57 @@ impl Unit {
 
 type Sink = Arc<Mutex<dyn Write + Send>>;
 
+/// Reads `METRICS_LEVEL` (`essential` or `full`; unset = `full`), once at init. The template
+/// sets it from its `MonitoringLevel` parameter on every function that emits metrics.
+pub fn metrics_level() -> crate::Result<MetricsLevel> {
+    match crate::config::optional("METRICS_LEVEL") {
+        None => Ok(MetricsLevel::Full),
+        Some(v) => v.parse().map_err(|e| crate::Error::Config(format!("METRICS_LEVEL: {e}"))),
+    }
+}
+
 /// Writes EMF documents. Clone freely; clones share the output.
 #[derive(Clone)]
 pub struct Metrics {
     namespace: String,
+    level: MetricsLevel,
     out: Sink,
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").field("namespace", &self.namespace).finish()
+        f.debug_struct("Metrics").field("namespace", &self.namespace).field("level", &self.level).finish()
     }
 }
 
 impl Metrics {
     /// Metrics to stdout, where Lambda's log pipeline turns EMF lines into metrics.
     pub fn stdout(namespace: impl Into<String>) -> Self {
-        Metrics { namespace: namespace.into(), out: Arc::new(Mutex::new(std::io::stdout())) }
+        Metrics { namespace: namespace.into(), level: MetricsLevel::Full, out: Arc::new(Mutex::new(std::io::stdout())) }
     }
 
     /// Metrics into a shared buffer (tests read the lines back).
     pub fn capture(namespace: impl Into<String>) -> (Self, Arc<Mutex<Vec<u8>>>) {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let out: Sink = Arc::new(Mutex::new(SharedBuf(buf.clone())));
-        (Metrics { namespace: namespace.into(), out }, buf)
+        (Metrics { namespace: namespace.into(), level: MetricsLevel::Full, out }, buf)
+    }
+
+    /// Publishes only the series registered for `level` (`shared::metric_names`): every call
+    /// site stays as it is, and a series that is not published costs nothing.
+    pub fn at_level(mut self, level: MetricsLevel) -> Self {
+        self.level = level;
+        self
     }
 
     /// The namespace metrics go to.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The monitoring level metrics are published at.
+    pub fn level(&self) -> MetricsLevel {
+        self.level
     }
 
     /// Starts one EMF document with the given dimensions (name, value).
@@ -127,7 +151,8 @@ impl MetricSet<'_> {
         self
     }
 
-    /// Writes the document as one line.
+    /// Writes the document as one line. Series the level does not publish are left out of the
+    /// EMF directives; their values stay on the line as plain fields (Logs Insights reads them).
     pub fn emit(self) {
         if self.values.is_empty() {
             return;
@@ -138,19 +163,36 @@ impl MetricSet<'_> {
         if self.with_total && !dimension_sets[0].is_empty() {
             dimension_sets.push(Vec::new());
         }
-        let defs: Vec<Value> = self.values.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u.as_str()})).collect();
+        // One directive per group of dimension sets publishing the same metrics (at full: one).
+        let level = self.metrics.level;
+        let mut directives: Vec<(Vec<&str>, Vec<Vec<&str>>)> = Vec::new();
+        for set in dimension_sets {
+            let names: Vec<&str> =
+                self.values.iter().map(|(n, _, _)| n.as_str()).filter(|n| level.publishes(n, &set)).collect();
+            if names.is_empty() {
+                continue;
+            }
+            match directives.iter_mut().find(|(n, _)| *n == names) {
+                Some((_, sets)) => sets.push(set),
+                None => directives.push((names, vec![set])),
+            }
+        }
+        let directives: Vec<Value> = directives
+            .into_iter()
+            .map(|(names, sets)| {
+                let defs: Vec<Value> = self
+                    .values
+                    .iter()
+                    .filter(|(n, _, _)| names.contains(&n.as_str()))
+                    .map(|(n, _, u)| json!({"Name": n, "Unit": u.as_str()}))
+                    .collect();
+                json!({"Namespace": self.metrics.namespace, "Dimensions": sets, "Metrics": defs})
+            })
+            .collect();
         let mut doc = Map::new();
-        doc.insert(
-            "_aws".into(),
-            json!({
-                "Timestamp": now_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": self.metrics.namespace,
-                    "Dimensions": dimension_sets,
-                    "Metrics": defs,
-                }]
-            }),
-        );
+        if !directives.is_empty() {
+            doc.insert("_aws".into(), json!({"Timestamp": now_ms, "CloudWatchMetrics": directives}));
+        }
         for (k, v) in &self.dimensions {
             doc.insert(k.clone(), Value::String(v.clone()));
         }
@@ -225,5 +267,44 @@ mod tests {
         assert_eq!(docs[0]["ErrorCode"], "Throttling");
         // Already dimensionless: no duplicate set (it would count twice).
         assert_eq!(docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
+    }
+
+    #[test]
+    fn essential_publishes_only_essential_series_and_keeps_the_values_as_fields() {
+        let (m, buf) = Metrics::capture("BedrockUsage");
+        let m = m.at_level(MetricsLevel::Essential);
+        m.record(&[("AgentId", "A1"), ("ModelId", "m")])
+            .with_total()
+            .put("InputTokens", 10.0, Unit::Count)
+            .put("TotalTokens", 15.0, Unit::Count)
+            .put("EstimatedCost", 0.5, Unit::None)
+            .emit();
+        m.count_with_total("APIErrors", 1.0, &[("ErrorCode", "Throttling")]);
+        let docs = parse_emf(&buf.lock().unwrap());
+        assert_eq!(docs.len(), 2, "a line is still written: the logs keep the values");
+        // Only the dimensionless totals of the essential series, in one directive.
+        let directives = docs[0]["_aws"]["CloudWatchMetrics"].as_array().expect("directives");
+        assert_eq!(directives.len(), 1, "{directives:?}");
+        assert_eq!(directives[0]["Dimensions"], json!([[]]));
+        let names: Vec<&str> =
+            directives[0]["Metrics"].as_array().unwrap().iter().filter_map(|d| d["Name"].as_str()).collect();
+        assert_eq!(names, ["TotalTokens", "EstimatedCost"]);
+        assert_eq!((docs[0]["InputTokens"].as_f64(), docs[0]["ModelId"].as_str()), (Some(10.0), Some("m")));
+        // Nothing of APIErrors is published: no directive at all.
+        assert!(docs[1].get("_aws").is_none(), "{}", docs[1]);
+        assert_eq!(docs[1]["APIErrors"], 1.0);
+    }
+
+    #[test]
+    fn the_level_comes_from_metrics_level_and_a_bad_value_names_the_variable() {
+        // The only test of this binary that touches METRICS_LEVEL.
+        std::env::remove_var("METRICS_LEVEL");
+        assert_eq!(metrics_level().unwrap(), MetricsLevel::Full);
+        std::env::set_var("METRICS_LEVEL", "essential");
+        assert_eq!(metrics_level().unwrap(), MetricsLevel::Essential);
+        std::env::set_var("METRICS_LEVEL", "minimal");
+        let e = metrics_level().unwrap_err().to_string();
+        assert!(e.contains("METRICS_LEVEL") && e.contains("minimal"), "{e}");
+        std::env::remove_var("METRICS_LEVEL");
     }
 }

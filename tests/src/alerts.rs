@@ -409,8 +409,11 @@ mod tests {
     use crate::template::Template;
 
     fn template_specs() -> Vec<AlarmSpec> {
-        let t = Template::load(&workspace_root().join("template.yaml")).expect("template");
-        t.alarms().expect("alarms").iter().map(AlarmSpec::from).collect()
+        // Every alarm the template can create: MonitoringLevel full.
+        let t = Template::load(&workspace_root().join("template.yaml"))
+            .expect("template")
+            .at_level(shared::metric_names::MetricsLevel::Full);
+        t.created_alarms().expect("alarms").iter().map(AlarmSpec::from).collect()
     }
 
     fn by_suffix<'a>(specs: &'a [AlarmSpec], suffix: &str) -> &'a AlarmSpec {

@@ -1,15 +1,19 @@
 //! The monthly cost of running the stack, model tokens excluded, computed from template.yaml's
 //! actual resources, the metrics registry and measured per-turn figures. COSTS.md shows the
 //! result; `tests/tests/costs.rs` fails when the two disagree, so the document follows the
-//! template. Regenerate with `cargo run -p tests --bin cost-model > COSTS.md`.
+//! template. Regenerate with `cargo run -p tests --bin cost-model` (it rewrites the table between
+//! COSTS.md's cost-model markers).
+//!
+//! Both monitoring levels are computed: the template read at `MonitoringLevel` essential and full
+//! (its Conditions decide which alarms, dashboards and keys exist), the registry's series at that
+//! level (`shared::metric_names`: what the functions publish there).
 //!
 //! Prices are us-east-1 list prices without any free tier (the free tier is shown apart: an
 //! account's free tier is often used by something else already).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use shared::metric_names::{Via, METRICS};
+use shared::metric_names::{MetricsLevel, Via, METRICS};
 
 use crate::template::Template;
 
@@ -111,6 +115,8 @@ pub struct Line {
 /// Counts read off the template.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
+    /// The template's MonitoringLevel (a template without the parameter publishes everything).
+    pub level: MetricsLevel,
     /// (logical id, memory MB) of every function.
     pub functions: Vec<(String, f64)>,
     pub arm64: bool,
@@ -124,13 +130,16 @@ pub struct Inventory {
     pub parquet: bool,
 }
 
-/// Reads what costs money from the template (resources behind a Condition are optional and off
-/// by default, so they are left out).
+/// Reads what costs money from the template at its parameter values (`Template::at_level`):
+/// resources whose Condition does not hold there are left out.
 pub fn inventory(t: &Template) -> Inventory {
-    let unconditional = |r: &serde_yaml::Value| r.get("Condition").is_none();
-    let mut inv =
-        Inventory { arm64: t.parameter_default("Architecture").as_deref() == Some("arm64"), ..Inventory::default() };
-    for (id, r) in t.resources_of_type("AWS::Serverless::Function") {
+    let unconditional = |r: &serde_yaml::Value| t.is_created(r).unwrap_or(false);
+    let mut inv = Inventory {
+        level: t.parameter_value("MonitoringLevel").and_then(|l| l.parse().ok()).unwrap_or_default(),
+        arm64: t.parameter_value("Architecture").as_deref() == Some("arm64"),
+        ..Inventory::default()
+    };
+    for (id, r) in t.resources_of_type("AWS::Serverless::Function").into_iter().filter(|(_, r)| unconditional(r)) {
         let memory = r
             .get("Properties")
             .and_then(|p| p.get("MemorySize"))
@@ -160,12 +169,13 @@ pub fn inventory(t: &Template) -> Inventory {
             }
         };
     }
-    inv.dashboards = t.resources_of_type("AWS::CloudWatch::Dashboard").len();
+    inv.dashboards =
+        t.resources_of_type("AWS::CloudWatch::Dashboard").into_iter().filter(|(_, r)| unconditional(r)).count();
     inv.secrets =
         t.resources_of_type("AWS::SecretsManager::Secret").into_iter().filter(|(_, r)| unconditional(r)).count();
     inv.kms_keys = t.resources_of_type("AWS::KMS::Key").into_iter().filter(|(_, r)| unconditional(r)).count();
     // Queues that a Lambda event source polls (the DLQs are not polled).
-    for (_, f) in t.resources_of_type("AWS::Serverless::Function") {
+    for (_, f) in t.resources_of_type("AWS::Serverless::Function").into_iter().filter(|(_, r)| unconditional(r)) {
         let Some(events) = f.get("Properties").and_then(|p| p.get("Events")).and_then(serde_yaml::Value::as_mapping)
         else {
             continue;
@@ -206,13 +216,13 @@ pub fn active_hour_share(turns_per_day: f64) -> f64 {
     business.max(around_the_clock).min(1.0)
 }
 
-/// Custom metric-months: each registered emission's time series x the share of hours it is
-/// published (metrics-publisher's are published every 5 minutes, all month).
-pub fn custom_metric_months(turns_per_day: f64) -> (f64, usize) {
+/// Custom metric-months at `level`: each emission published there, its time series x the share of
+/// hours it is published (metrics-publisher's are published every 5 minutes, all month).
+pub fn custom_metric_months(turns_per_day: f64, level: MetricsLevel) -> (f64, usize) {
     let mut total = 0.0;
     let mut series_shapes = 0;
     for m in METRICS {
-        for e in m.emissions {
+        for e in m.emissions_at(level) {
             series_shapes += 1;
             let series: f64 = e.dimensions.iter().map(|k| measured::cardinality(k)).product();
             let share = if m.via == Via::PutMetricData { 1.0 } else { active_hour_share(turns_per_day) };
@@ -307,11 +317,11 @@ pub fn monthly(inv: &Inventory, turns_per_day: f64) -> Vec<Line> {
         usd: scanned_tb * p::ATHENA_TB,
     });
 
-    let (metric_months, shapes) = custom_metric_months(turns_per_day);
+    let (metric_months, shapes) = custom_metric_months(turns_per_day, inv.level);
     lines.push(Line {
         component: "CloudWatch metrics",
         driver: format!(
-            "{metric_months:.1} custom metric-months ({shapes} registered series shapes), {:.0} PutMetricData",
+            "{metric_months:.1} custom metric-months ({shapes} series shapes published), {:.0} PutMetricData",
             publisher_calls * m::PUBLISHER_PUTS_PER_RUN
         ),
         usd: metric_months * p::CW_CUSTOM_METRIC_MONTH
@@ -338,46 +348,62 @@ pub fn monthly(inv: &Inventory, turns_per_day: f64) -> Vec<Line> {
         driver: format!("{} secrets", inv.secrets),
         usd: inv.secrets as f64 * p::SECRET_MONTH + (turns * 0.2 + 1000.0) * p::SECRET_API_CALL,
     });
-    if inv.kms_keys > 0 {
-        lines.push(Line {
-            component: "KMS",
-            driver: format!("{} customer managed keys", inv.kms_keys),
-            usd: inv.kms_keys as f64 * p::KMS_KEY_MONTH,
-        });
-    }
+    lines.push(Line {
+        component: "KMS",
+        driver: format!("{} customer managed keys", inv.kms_keys),
+        usd: inv.kms_keys as f64 * p::KMS_KEY_MONTH,
+    });
     lines
+}
+
+/// The month's total.
+pub fn total(lines: &[Line]) -> f64 {
+    lines.iter().map(|l| l.usd).sum()
 }
 
 /// The three volumes COSTS.md reports.
 pub const VOLUMES: [f64; 3] = [50.0, 5_000.0, 500_000.0];
 
-/// The table COSTS.md carries (generated; compared by tests/tests/costs.rs).
-pub fn table(inv: &Inventory) -> String {
-    let bills: Vec<Vec<Line>> = VOLUMES.iter().map(|v| monthly(inv, *v)).collect();
+/// The table COSTS.md carries (generated; compared by tests/tests/costs.rs): the essential
+/// level (the default), then the full level beside it.
+pub fn table(essential: &Inventory, full: &Inventory) -> String {
+    let bills: Vec<Vec<Line>> =
+        [essential, full].iter().flat_map(|inv| VOLUMES.iter().map(|v| monthly(inv, *v))).collect();
     let mut out = String::new();
-    let _ = writeln!(out, "| component | 50 / day | 5,000 / day | 500,000 / day | driver at 50 / day |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---|");
-    let mut totals = [0.0; 3];
-    let mut order: BTreeMap<usize, &str> = BTreeMap::new();
-    for (i, l) in bills[0].iter().enumerate() {
-        order.insert(i, l.component);
+    let _ = writeln!(
+        out,
+        "| component | essential 50 / day | 5,000 / day | 500,000 / day | full 50 / day | 5,000 / day | 500,000 / day | driver at 50 / day (essential; full where it differs) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    for (i, line) in bills[0].iter().enumerate() {
+        let cells: Vec<String> = bills.iter().map(|b| usd(b.get(i).map(|l| l.usd).unwrap_or(0.0))).collect();
+        let full_driver = &bills[VOLUMES.len()][i].driver;
+        let driver = if *full_driver == line.driver {
+            line.driver.clone()
+        } else {
+            format!("{}; full: {full_driver}", line.driver)
+        };
+        let _ = writeln!(out, "| {} | {} | {driver} |", line.component, cells.join(" | "));
     }
-    for (i, component) in order {
-        let cells: Vec<f64> = bills.iter().map(|b| b.get(i).map(|l| l.usd).unwrap_or(0.0)).collect();
-        for (t, c) in totals.iter_mut().zip(&cells) {
-            *t += c;
-        }
-        let _ = writeln!(
-            out,
-            "| {component} | {} | {} | {} | {} |",
-            usd(cells[0]),
-            usd(cells[1]),
-            usd(cells[2]),
-            bills[0][i].driver
-        );
-    }
-    let _ = writeln!(out, "| **total** | **{}** | **{}** | **{}** | |", usd(totals[0]), usd(totals[1]), usd(totals[2]));
+    let totals: Vec<String> = bills.iter().map(|b| format!("**{}**", usd(total(b)))).collect();
+    let _ = writeln!(out, "| **total** | {} | |", totals.join(" | "));
     out
+}
+
+/// COSTS.md with the text between its cost-model markers replaced by `table`.
+pub fn with_table(doc: &str, table: &str) -> Result<String, String> {
+    let start = doc.find(BEGIN).ok_or("COSTS.md has no cost-model:begin marker")? + BEGIN.len();
+    let end = doc[start..].find(END).ok_or("COSTS.md has no cost-model:end marker")? + start;
+    Ok(format!("{}{table}{}", &doc[..start], &doc[end..]))
+}
+
+/// The markers around the generated table in COSTS.md.
+pub const BEGIN: &str = "<!-- cost-model:begin -->\n";
+pub const END: &str = "<!-- cost-model:end -->";
+
+/// The template at both levels: (essential, full) inventories.
+pub fn inventories(t: &Template) -> (Inventory, Inventory) {
+    (inventory(&t.clone().at_level(MetricsLevel::Essential)), inventory(&t.clone().at_level(MetricsLevel::Full)))
 }
 
 fn usd(v: f64) -> String {
@@ -393,6 +419,13 @@ fn usd(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn essential_publishes_fewer_series_than_full() {
+        let (essential, _) = custom_metric_months(50.0, MetricsLevel::Essential);
+        let (full, _) = custom_metric_months(50.0, MetricsLevel::Full);
+        assert!(essential > 0.0 && essential < full, "{essential} vs {full}");
+    }
 
     #[test]
     fn the_hours_a_per_turn_metric_is_billed_grow_with_traffic() {

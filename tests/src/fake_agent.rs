@@ -19,6 +19,8 @@
 //!         { "cut": true } ] } ] }
 //! ```
 //!
+//! Requests are recorded, with the files of `sessionState.files` decoded ([`RecordedFile`]).
+//!
 //! The first script whose `match` occurs in the input text (ignoring case) answers, else the
 //! `default` one. `attempts[n]` answers the n-th invocation of one session id; the last repeats.
 //! `error` is an HTTP error before the stream (x-amzn-errortype + JSON body); `trace` is the
@@ -65,6 +67,39 @@ pub struct RecordedInvoke {
     pub input_text: String,
     pub enable_trace: bool,
     pub session_attributes: HashMap<String, String>,
+    /// `sessionState.files`, decoded.
+    pub files: Vec<RecordedFile>,
+}
+
+/// One file of a request's `sessionState.files`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedFile {
+    pub name: String,
+    /// `CODE_INTERPRETER` or `CHAT`.
+    pub use_case: String,
+    /// `BYTE_CONTENT` or `S3`.
+    pub source_type: String,
+    pub media_type: String,
+    /// The decoded `byteContent.data`.
+    pub bytes: Vec<u8>,
+}
+
+fn recorded_files(session_state: &Value) -> Vec<RecordedFile> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    session_state["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| RecordedFile {
+            name: text(&f["name"]),
+            use_case: text(&f["useCase"]),
+            source_type: text(&f["source"]["sourceType"]),
+            media_type: text(&f["source"]["byteContent"]["mediaType"]),
+            bytes: base64::engine::general_purpose::STANDARD
+                .decode(f["source"]["byteContent"]["data"].as_str().unwrap_or_default())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The running fake; stops when dropped.
@@ -300,6 +335,7 @@ async fn invoke(
         input_text: input_text.clone(),
         enable_trace: request["enableTrace"].as_bool().unwrap_or(false),
         session_attributes,
+        files: recorded_files(&request["sessionState"]),
     };
     if let Ok(mut r) = shared.requests.lock() {
         r.push(recorded);

@@ -27,6 +27,20 @@ pub const BOT_ID: &str = "BBOT";
 /// The workspace id.
 pub const TEAM_ID: &str = "T0001";
 
+/// A file shared in a channel through the external upload flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedFile {
+    pub file_id: String,
+    /// The filename given to `files.getUploadURLExternal`.
+    pub filename: String,
+    /// The title given to `files.completeUploadExternal`.
+    pub title: String,
+    /// The bytes received at the upload URL.
+    pub bytes: Vec<u8>,
+    /// The thread it was shared in, if any.
+    pub thread_ts: Option<String>,
+}
+
 /// A failure to inject into the next matching call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
@@ -81,6 +95,10 @@ struct Store {
     ts_counter: u64,
     /// Files of the external upload flow: file id -> (filename, bytes received at its upload URL).
     uploads: HashMap<String, (String, Vec<u8>)>,
+    /// Users' files served at `/files/<id>/<name>`: id -> (content type, bytes).
+    hosted: HashMap<String, (String, Vec<u8>)>,
+    /// When each call of `calls` arrived (same index): every request records exactly one call.
+    times: Vec<std::time::Instant>,
 }
 
 struct Inner {
@@ -191,6 +209,30 @@ impl FakeSlack {
             .collect()
     }
 
+    /// Every call so far with the time it arrived, in order (for rate checks).
+    pub fn timed_calls(&self) -> Vec<(RecordedCall, std::time::Instant)> {
+        let store = self.inner.store();
+        store.calls.iter().cloned().zip(store.times.iter().copied()).collect()
+    }
+
+    /// The calls in `channel` addressed by `channel` or, like `assistant.threads.setStatus` and
+    /// the upload flow, by `channel_id`, each with the time it arrived.
+    pub fn timed_calls_in(&self, channel: &str) -> Vec<(RecordedCall, std::time::Instant)> {
+        self.timed_calls()
+            .into_iter()
+            .filter(|(c, _)| c.param("channel") == channel || c.param("channel_id") == channel)
+            .collect()
+    }
+
+    /// The `assistant.threads.setStatus` statuses set in `channel`, in order (`""` = cleared).
+    pub fn assistant_statuses(&self, channel: &str) -> Vec<String> {
+        self.timed_calls_in(channel)
+            .into_iter()
+            .filter(|(c, _)| c.method == "assistant.threads.setStatus" && c.fault.is_none() && c.authorized)
+            .map(|(c, _)| c.param("status").to_string())
+            .collect()
+    }
+
     /// The texts the bot posted in `channel` (successful `chat.postMessage` calls), in order.
     pub fn posted_texts(&self, channel: &str) -> Vec<String> {
         self.calls_for(channel)
@@ -204,6 +246,66 @@ impl FakeSlack {
     /// should have at least `ts`). Messages the bot posts in the thread are appended.
     pub fn seed_thread(&self, channel: &str, thread_ts: &str, messages: Vec<Value>) {
         self.inner.store().threads.insert((channel.to_string(), thread_ts.to_string()), messages);
+    }
+
+    /// Every thread as it stands now (edits applied), keyed by (channel, thread ts), messages
+    /// oldest first: what a Slack user would see.
+    pub fn threads(&self) -> std::collections::BTreeMap<(String, String), Vec<Value>> {
+        self.inner.store().threads.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// `127.0.0.1:PORT`: the fake's host, as an entry of SLACK_FILE_HOSTS.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Serves `bytes` as a user's upload (the bot token is required, as Slack requires it);
+    /// returns its `url_private_download`. Downloads are recorded as `files.download` calls.
+    pub fn host_file(&self, id: &str, name: &str, content_type: &str, bytes: &[u8]) -> String {
+        self.inner.store().hosted.insert(id.to_string(), (content_type.to_string(), bytes.to_vec()));
+        format!("http://{}/files/{id}/{name}", self.addr)
+    }
+
+    /// A URL on this fake that redirects (302) to `to`; requests are recorded as `redirect`.
+    pub fn redirect_url(&self, to: &str) -> String {
+        let mut encoded = String::new();
+        for b in to.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => encoded.push(b as char),
+                _ => encoded.push_str(&format!("%{b:02X}")),
+            }
+        }
+        format!("http://{}/redirect?to={encoded}", self.addr)
+    }
+
+    /// The files shared with `files.completeUploadExternal` in `channel`, in order.
+    pub fn shared_files(&self, channel: &str) -> Vec<SharedFile> {
+        let store = self.inner.store();
+        store
+            .calls
+            .iter()
+            .filter(|c| c.method == "files.completeUploadExternal" && c.fault.is_none() && c.authorized)
+            .filter(|c| c.param("channel_id") == channel)
+            .flat_map(|c| {
+                let thread_ts = c.params.get("thread_ts").and_then(Value::as_str).map(str::to_string);
+                let ids: Vec<(String, String)> = c
+                    .params
+                    .get("files")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|f| {
+                        let field = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                        (field("id"), field("title"))
+                    })
+                    .collect();
+                ids.into_iter().map(move |(id, title)| (id, title, thread_ts.clone()))
+            })
+            .map(|(file_id, title, thread_ts)| {
+                let (filename, bytes) = store.uploads.get(&file_id).cloned().unwrap_or_default();
+                SharedFile { file_id, filename, title, bytes, thread_ts }
+            })
+            .collect()
     }
 
     /// The bytes uploaded for `file_id` through the external upload flow, with its filename.
@@ -253,9 +355,46 @@ async fn handle(
         .filter(|(name, _)| *name != header::AUTHORIZATION)
         .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
-    let channel = params.get("channel").and_then(Value::as_str).map(str::to_string);
+    // files.completeUploadExternal names its channel `channel_id`.
+    let channel =
+        params.get("channel").or_else(|| params.get("channel_id")).and_then(Value::as_str).map(str::to_string);
 
     let mut store = inner.store();
+    store.times.push(std::time::Instant::now());
+    // A user's file: served only with the bot token, like `url_private_download`.
+    if let Some(rest) = method.strip_prefix("files/") {
+        let id = rest.split('/').next().unwrap_or_default().to_string();
+        let hosted = store.hosted.get(&id).cloned();
+        store.calls.push(RecordedCall {
+            method: "files.download".into(),
+            http_method: http_method.to_string(),
+            params: json!({ "file_id": id }),
+            authorized,
+            raw_query,
+            raw_body: String::new(),
+            headers: recorded_headers,
+            fault: None,
+        });
+        return match hosted {
+            Some(_) if !authorized => (StatusCode::FORBIDDEN, "not authorized").into_response(),
+            Some((content_type, bytes)) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+            None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+        };
+    }
+    if method == "redirect" {
+        let to = parse_form(&raw_query).get("to").and_then(Value::as_str).unwrap_or_default().to_string();
+        store.calls.push(RecordedCall {
+            method: "redirect".into(),
+            http_method: http_method.to_string(),
+            params: json!({ "to": to }),
+            authorized,
+            raw_query,
+            raw_body: String::new(),
+            headers: recorded_headers,
+            fault: None,
+        });
+        return (StatusCode::FOUND, [(header::LOCATION, to)]).into_response();
+    }
     // An upload URL of the external upload flow: pre-signed, so no bot token is expected.
     if let Some(file_id) = method.strip_prefix("upload/") {
         let known = match store.uploads.get_mut(file_id) {
@@ -354,6 +493,13 @@ impl Store {
                 json!({ "ok": true, "channel": channel, "ts": ts, "text": text })
             }
             "reactions.add" | "reactions.remove" => json!({ "ok": true }),
+            "assistant.threads.setStatus" => {
+                // `status` may be empty (it clears the status) but must be sent.
+                match (str_param("channel_id"), str_param("thread_ts"), params.get("status")) {
+                    (Some(_), Some(_), Some(Value::String(_))) => json!({ "ok": true }),
+                    _ => error_body("invalid_arguments"),
+                }
+            }
             "files.getUploadURLExternal" => {
                 let Some(filename) = str_param("filename") else { return error_body("invalid_arguments") };
                 let length_ok = str_param("length").and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l > 0);

@@ -50,6 +50,8 @@ pub async fn round_trip(profile: &str, prefix: &str, channel: &str) -> RoundTrip
         ("SLACK_SECRET_ARN", &res.secret_arn),
         ("WORK_QUEUE_URL", &res.work_queue_url),
         ("DEDUP_TABLE", &res.dedup_table),
+        // The queued-turn status goes to the fake Slack too.
+        ("SLACK_API_BASE", &emu.slack.api_base()),
     ]);
     let ingress = FunctionProcess::start(
         &binary("slack-ingress", profile),

@@ -12,6 +12,7 @@ use shared::aws::secrets::SecretsManagerSlackSecret;
 use shared::aws::sqs::{SqsUsageSink, SqsWorkQueue};
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::slack::client::SlackWebClient;
+use shared::slack::files::{FileHosts, SlackFileFetcher, SlackFiles};
 use shared::telemetry::Metrics;
 use slack_gateway::ingress::Ingress;
 use slack_gateway::worker::{Worker, WorkerSettings};
@@ -74,12 +75,18 @@ impl Gateway {
         let agent_sdk = sdk_config_for(&emu.agent.endpoint());
         let mut settings = WorkerSettings::new(AGENT_ID, AGENT_ALIAS_ID);
         settings.agent_backoff.base = std::time::Duration::from_millis(50);
+        let slack = Arc::new(
+            SlackWebClient::new(&emu.slack.api_base(), TEST_BOT_TOKEN.to_string().into())
+                .unwrap_or_else(|e| panic!("slack client: {e}")),
+        );
+        // The fake Slack serves users' files over plain http on loopback: listed explicitly.
+        let file_hosts = FileHosts::parse(&emu.slack.host()).unwrap_or_else(|e| panic!("file hosts: {e}"));
+        let fetcher = SlackFileFetcher::new(&TEST_BOT_TOKEN.to_string().into(), file_hosts)
+            .unwrap_or_else(|e| panic!("file fetcher: {e}"));
         let worker = Worker {
             agent: Arc::new(BedrockAgent::new(shared::aws::agent::agent_client(&agent_sdk), AGENT_ID, AGENT_ALIAS_ID)),
-            chat: Arc::new(
-                SlackWebClient::new(&emu.slack.api_base(), TEST_BOT_TOKEN.to_string().into())
-                    .unwrap_or_else(|e| panic!("slack client: {e}")),
-            ),
+            chat: slack.clone(),
+            files: Arc::new(SlackFiles::new(fetcher, slack)),
             analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(&sdk), &resources.stream)),
             usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &resources.usage_queue_url)),
             conversations: Arc::new(DynamoDbConversations::new(

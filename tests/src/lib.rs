@@ -10,6 +10,7 @@ pub mod function_process;
 pub mod gateway_binaries;
 pub mod harness;
 pub mod lambda_runtime_api;
+pub mod local_alarms;
 pub mod local_stack;
 pub mod metric_scan;
 pub mod moto;

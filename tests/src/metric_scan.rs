@@ -297,6 +297,36 @@ fn matching_close(s: &str, open: char, close: char) -> Option<usize> {
     None
 }
 
+/// Constructors of the two publishing paths that must be given the monitoring level, or they
+/// publish every series whatever `METRICS_LEVEL` says.
+const LEVELLED: &[&str] = &["Metrics::stdout(", "CloudWatchMetrics::new("];
+
+/// Every production construction of an emitter (`Metrics::stdout(..)`, metrics-publisher's
+/// `CloudWatchMetrics::new(..)`) not followed by `.at_level(..)`: such an emitter would publish
+/// the full set of series at `MonitoringLevel` essential too.
+pub fn unlevelled_emitters(sources: &Sources) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (_, rel, text) in sources {
+        let code = production_code(text);
+        for ctor in LEVELLED {
+            for (pos, _) in code.match_indices(ctor) {
+                let args = &code[pos + ctor.len()..];
+                let Some(close) = matching_close(args, '(', ')') else {
+                    problems.push(format!("{rel}: unbalanced {ctor}..)"));
+                    continue;
+                };
+                if !args[close + 1..].trim_start().starts_with(".at_level(") {
+                    let line = code[..pos].matches('\n').count() + 1;
+                    problems.push(format!(
+                        "{rel}:{line}: {ctor}..) without .at_level(shared::telemetry::metrics_level()?)"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
 /// Compares the scan with the registry: every emission registered (name, emitter, exact
 /// dimension set), and every registered emission present in the code.
 pub fn check_registry(found: &[Found]) -> Vec<String> {
@@ -378,6 +408,15 @@ mod tests {
                 ("SignatureFailures".into(), v(&[])),
             ]
         );
+    }
+
+    #[test]
+    fn an_emitter_without_a_level_is_reported() {
+        let levelled = "fn main() { let m = Metrics::stdout(&ns).at_level(metrics_level()?); }";
+        assert!(unlevelled_emitters(&src("x", levelled)).is_empty());
+        let bare = "fn main() { let s = CloudWatchMetrics::new(client(&sdk), &ns);\n }";
+        let p = unlevelled_emitters(&src("x", bare));
+        assert!(p.len() == 1 && p[0].contains("CloudWatchMetrics::new"), "{p:?}");
     }
 
     #[test]

@@ -254,3 +254,307 @@ pub async fn seed_spend(
         .await?;
     Ok(())
 }
+
+/// The local stack's resources, created in moto from their definitions in template.yaml (tables
+/// with their keys and indexes, queues with their FIFO, retention and redrive settings, the
+/// bucket, both Firehose streams) rather than from hand-written copies, plus the two secrets.
+#[derive(Debug, Clone)]
+pub struct TemplateResources {
+    /// The names the gateway's functions read (also what the tests' hand-written set has).
+    pub gateway: GatewayResources,
+    /// Table name by logical id (DedupTable, ConversationsTable, UsageTable, AdminAuditTable...).
+    pub tables: std::collections::BTreeMap<String, String>,
+    /// Queue URL by logical id (WorkQueue, UsageQueue and the dead-letter queues).
+    pub queues: std::collections::BTreeMap<String, String>,
+    /// The Jira secret (`{"base_url", "email", "api_token"}`).
+    pub jira_secret_arn: String,
+    /// What was created, one line per resource, for the progress output.
+    pub created: Vec<String>,
+}
+
+impl TemplateResources {
+    /// Names are the template's with the stack name replaced by `prefix`; the Slack secret holds
+    /// the test signing secret and bot token, the Jira secret `jira_secret`.
+    pub async fn create(
+        sdk: &SdkConfig,
+        prefix: &str,
+        template_path: &std::path::Path,
+        jira_secret: &serde_json::Value,
+    ) -> Result<Self, BoxError> {
+        use serde_yaml::Value as Y;
+        let prefix = prefix.to_lowercase().replace('_', "-");
+        let text = std::fs::read_to_string(template_path)?;
+        let template = crate::template::Template::parse(&text)?;
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let mut created = Vec::new();
+
+        let mut tables = std::collections::BTreeMap::new();
+        for (id, r) in template.resources_of_type("AWS::DynamoDB::Table") {
+            let name = format!("{prefix}-{}", id.trim_end_matches("Table").to_lowercase());
+            let props = r.get("Properties").ok_or_else(|| format!("{id} has no Properties"))?;
+            create_table_from(&ddb, &name, props).await.map_err(|e| format!("table {id}: {e}"))?;
+            let gsis = props.get("GlobalSecondaryIndexes").and_then(Y::as_sequence).map_or(0, Vec::len);
+            created.push(format!("table {id} -> {name} ({gsis} GSIs)"));
+            tables.insert(id, name);
+        }
+
+        // Dead-letter queues first: the others' redrive policies name their ARNs.
+        let mut defs = template.resources_of_type("AWS::SQS::Queue");
+        defs.sort_by_key(|(_, r)| r.get("Properties").and_then(|p| p.get("RedrivePolicy")).is_some());
+        let mut queues = std::collections::BTreeMap::new();
+        let mut arns: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+        for (id, r) in defs {
+            let props = r.get("Properties").ok_or_else(|| format!("{id} has no Properties"))?;
+            let resolved = match props.get("QueueName") {
+                Some(v) => template.resolve(v)?,
+                None => format!("stack-{}", id.to_lowercase()),
+            };
+            let name = format!("{prefix}-{}", resolved.trim_start_matches("stack-"));
+            let mut req = sqs.create_queue().queue_name(&name);
+            let text_of = |k: &str| props.get(k).and_then(|v| template.resolve(v).ok());
+            for (key, attr) in [
+                ("FifoQueue", QueueAttributeName::FifoQueue),
+                ("ContentBasedDeduplication", QueueAttributeName::ContentBasedDeduplication),
+                ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+                ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
+            ] {
+                if let Some(v) = text_of(key) {
+                    req = req.attributes(attr, v);
+                }
+            }
+            let mut redrive = String::new();
+            if let Some(policy) = props.get("RedrivePolicy") {
+                let target = policy.get("deadLetterTargetArn").map(|v| template.resolve(v)).transpose()?;
+                let target = target.unwrap_or_default();
+                let dlq_id = target.trim_start_matches('<').trim_end_matches(".Arn>").to_string();
+                let arn = arns.get(&dlq_id).ok_or_else(|| format!("{id}: dead-letter queue {dlq_id} not created"))?;
+                let max = policy.get("maxReceiveCount").and_then(|v| template.resolve(v).ok()).unwrap_or_default();
+                req = req.attributes(
+                    QueueAttributeName::RedrivePolicy,
+                    serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string(),
+                );
+                redrive = format!(", redrive to {dlq_id} after {max} receives");
+            }
+            let url = req.send().await?.queue_url.unwrap_or_default();
+            let arn = sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await?
+                .attributes
+                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+                .unwrap_or_default();
+            let fifo = if text_of("FifoQueue").as_deref() == Some("true") { " (FIFO)" } else { "" };
+            created.push(format!("queue {id} -> {name}{fifo}{redrive}"));
+            arns.insert(id.clone(), arn);
+            queues.insert(id, url);
+        }
+
+        let bucket = format!("{prefix}-analytics");
+        let (bucket_id, _) = template
+            .resources_of_type("AWS::S3::Bucket")
+            .into_iter()
+            .find(|(id, _)| id == "AnalyticsBucket")
+            .ok_or("template.yaml has no AnalyticsBucket")?;
+        aws_sdk_s3::Client::new(sdk).create_bucket().bucket(&bucket).send().await?;
+        created.push(format!("bucket {bucket_id} -> {bucket}"));
+
+        let firehose = aws_sdk_firehose::Client::new(sdk);
+        let mut streams = std::collections::BTreeMap::new();
+        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        for (id, r) in template.resources_of_type("AWS::KinesisFirehose::DeliveryStream") {
+            let dest = r
+                .get("Properties")
+                .and_then(|p| p.get("ExtendedS3DestinationConfiguration"))
+                .ok_or_else(|| format!("{id} has no ExtendedS3DestinationConfiguration"))?;
+            if dest.get("BucketARN").map(|v| template.resolve(v)).transpose()?.as_deref()
+                != Some("<AnalyticsBucket.Arn>")
+            {
+                return Err(format!("{id} does not deliver to AnalyticsBucket").into());
+            }
+            // moto neither evaluates Firehose's !{timestamp:...} namespaces nor converts to
+            // Parquet: the date is rendered here, and the records stay newline-delimited JSON.
+            let prefix_expr = dest.get("Prefix").map(|v| template.resolve(v)).transpose()?.unwrap_or_default();
+            let s3_prefix = prefix_expr.replace("!{timestamp:yyyy-MM-dd}", &today);
+            let name = format!("{prefix}-{}", id.trim_end_matches("Stream").to_lowercase());
+            firehose
+                .create_delivery_stream()
+                .delivery_stream_name(&name)
+                .delivery_stream_type(DeliveryStreamType::DirectPut)
+                .extended_s3_destination_configuration(
+                    ExtendedS3DestinationConfiguration::builder()
+                        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+                        .role_arn("arn:aws:iam::123456789012:role/firehose-delivery")
+                        .prefix(&s3_prefix)
+                        .build()?,
+                )
+                .send()
+                .await?;
+            created.push(format!("Firehose {id} -> {name} (s3://{bucket}/{s3_prefix})"));
+            streams.insert(id, name);
+        }
+
+        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+        let secret = |name: String, value: String| {
+            let secrets = secrets.clone();
+            async move {
+                let out = secrets.create_secret().name(name).secret_string(value).send().await?;
+                Ok::<_, BoxError>(out.arn.unwrap_or_default())
+            }
+        };
+        let secret_arn = secret(
+            format!("{prefix}/slack"),
+            serde_json::json!({"signing_secret": TEST_SIGNING_SECRET, "bot_token": TEST_BOT_TOKEN}).to_string(),
+        )
+        .await?;
+        let jira_secret_arn = secret(format!("{prefix}/jira"), jira_secret.to_string()).await?;
+        created.push("secrets SlackSecret and JiraSecret".into());
+
+        let need = |m: &std::collections::BTreeMap<String, String>, id: &str| {
+            m.get(id).cloned().ok_or_else(|| format!("template.yaml has no {id}"))
+        };
+        let gateway = GatewayResources {
+            dedup_table: need(&tables, "DedupTable")?,
+            conversations_table: need(&tables, "ConversationsTable")?,
+            usage_table: need(&tables, "UsageTable")?,
+            work_queue_url: need(&queues, "WorkQueue")?,
+            usage_queue_url: need(&queues, "UsageQueue")?,
+            bucket,
+            stream: need(&streams, "EventsStream")?,
+            feedback_stream: need(&streams, "FeedbackStream")?,
+            secret_arn,
+        };
+        Ok(TemplateResources { gateway, tables, queues, jira_secret_arn, created })
+    }
+}
+
+/// One table from its template Properties: attribute definitions, key schema and GSIs.
+async fn create_table_from(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    props: &serde_yaml::Value,
+) -> Result<(), BoxError> {
+    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
+    use serde_yaml::Value as Y;
+    let s = |v: &Y, k: &str| v.get(k).and_then(Y::as_str).map(str::to_string).ok_or(format!("{k} missing"));
+    let keys = |v: Option<&Y>| -> Result<Vec<KeySchemaElement>, BoxError> {
+        v.and_then(Y::as_sequence)
+            .ok_or("KeySchema missing")?
+            .iter()
+            .map(|k| {
+                Ok(KeySchemaElement::builder()
+                    .attribute_name(s(k, "AttributeName")?)
+                    .key_type(KeyType::from(s(k, "KeyType")?.as_str()))
+                    .build()?)
+            })
+            .collect()
+    };
+    let mut req = ddb.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
+    for a in props.get("AttributeDefinitions").and_then(Y::as_sequence).ok_or("AttributeDefinitions missing")? {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(s(a, "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(s(a, "AttributeType")?.as_str()))
+                .build()?,
+        );
+    }
+    req = req.set_key_schema(Some(keys(props.get("KeySchema"))?));
+    for g in props.get("GlobalSecondaryIndexes").and_then(Y::as_sequence).into_iter().flatten() {
+        let p = g.get("Projection").ok_or("Projection missing")?;
+        let non_key: Option<Vec<String>> = p
+            .get("NonKeyAttributes")
+            .and_then(Y::as_sequence)
+            .map(|a| a.iter().filter_map(Y::as_str).map(str::to_string).collect());
+        let projection = Projection::builder()
+            .projection_type(ProjectionType::from(s(p, "ProjectionType")?.as_str()))
+            .set_non_key_attributes(non_key)
+            .build();
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(s(g, "IndexName")?)
+                .set_key_schema(Some(keys(g.get("KeySchema"))?))
+                .projection(projection)
+                .build()?,
+        );
+    }
+    req.send().await?;
+    Ok(())
+}
+
+/// Differences between the tests' hand-written tables ([`GatewayResources::create`]) and the
+/// template's (keys, attribute types, GSIs with their keys and projections), as readable lines;
+/// empty when they match. Keeps the tests' copies from drifting from what is deployed.
+pub async fn hand_written_drift(
+    sdk: &SdkConfig,
+    hand: &GatewayResources,
+    from_template: &TemplateResources,
+) -> Result<Vec<String>, BoxError> {
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let shape = |t: aws_sdk_dynamodb::types::TableDescription| {
+        let key = |k: &[KeySchemaElement]| {
+            k.iter().map(|e| format!("{}:{}", e.attribute_name(), e.key_type().as_str())).collect::<Vec<_>>().join(",")
+        };
+        let mut attrs: Vec<String> = t
+            .attribute_definitions()
+            .iter()
+            .map(|a| format!("{}:{}", a.attribute_name(), a.attribute_type().as_str()))
+            .collect();
+        attrs.sort();
+        let mut gsis: Vec<String> = t
+            .global_secondary_indexes()
+            .iter()
+            .map(|g| {
+                let p = g.projection();
+                let mut non_key: Vec<String> = p.map(|p| p.non_key_attributes().to_vec()).unwrap_or_default();
+                non_key.sort();
+                format!(
+                    "{}[{}] {} {}",
+                    g.index_name().unwrap_or_default(),
+                    key(g.key_schema()),
+                    p.and_then(|p| p.projection_type()).map(|t| t.as_str().to_string()).unwrap_or_default(),
+                    non_key.join(",")
+                )
+            })
+            .collect();
+        gsis.sort();
+        format!("key [{}] attributes [{}] indexes [{}]", key(t.key_schema()), attrs.join(","), gsis.join("; "))
+    };
+    let mut drift = Vec::new();
+    for (id, hand_name) in [
+        ("DedupTable", &hand.dedup_table),
+        ("ConversationsTable", &hand.conversations_table),
+        ("UsageTable", &hand.usage_table),
+    ] {
+        let template_name = from_template.tables.get(id).ok_or_else(|| format!("template.yaml has no {id}"))?;
+        let mut shapes = Vec::new();
+        for name in [hand_name, template_name] {
+            let t = ddb.describe_table().table_name(name).send().await?.table.ok_or("no table description")?;
+            shapes.push(shape(t));
+        }
+        if shapes[0] != shapes[1] {
+            drift.push(format!("{id}: tests create {}, template.yaml declares {}", shapes[0], shapes[1]));
+        }
+    }
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    for (id, hand_url) in [("WorkQueue", &hand.work_queue_url), ("UsageQueue", &hand.usage_queue_url)] {
+        let template_url = from_template.queues.get(id).ok_or_else(|| format!("template.yaml has no {id}"))?;
+        let mut fifo = Vec::new();
+        for url in [hand_url, template_url] {
+            let attrs = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::FifoQueue)
+                .send()
+                .await?
+                .attributes
+                .unwrap_or_default();
+            fifo.push(attrs.get(&QueueAttributeName::FifoQueue).cloned().unwrap_or_else(|| "false".into()));
+        }
+        if fifo[0] != fifo[1] {
+            drift.push(format!("{id}: tests create FifoQueue={}, template.yaml declares {}", fifo[0], fifo[1]));
+        }
+    }
+    Ok(drift)
+}

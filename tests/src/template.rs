@@ -1,15 +1,23 @@
 //! Reads template.yaml as CloudFormation would resolve it, enough to find every metric an alarm
-//! or a dashboard names: short-form tags (`!Ref`, `!Sub`, `!GetAtt`...) and their long forms,
-//! parameters resolved to their defaults, resources to `<LogicalId>` / `<LogicalId.Attr>`.
+//! or a dashboard names: short-form tags (`!Ref`, `!Sub`, `!GetAtt`, `!If`...) and their long
+//! forms, parameters resolved to their defaults (or to values set with `with_parameter`, e.g.
+//! `at_level`), Conditions evaluated on those values, resources to `<LogicalId>` /
+//! `<LogicalId.Attr>`. `created_alarms()`, `created_dashboards()` and `metric_refs()` see only the
+//! resources created with those parameter values; `alarms()`, `dashboards()` and
+//! `resources_of_type` see every declared one, whatever its Condition.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 use serde_yaml::Value;
+use shared::metric_names::MetricsLevel;
 
-/// A parsed template.
+/// A parsed template, with the parameter values it is read at.
+#[derive(Clone)]
 pub struct Template {
     root: Value,
+    /// Parameter values that replace the defaults.
+    parameters: BTreeMap<String, String>,
 }
 
 /// One metric named by an alarm or a dashboard widget.
@@ -53,7 +61,76 @@ impl Template {
         if root.get("Resources").and_then(Value::as_mapping).is_none() {
             return Err("template.yaml has no Resources mapping".into());
         }
-        Ok(Template { root })
+        Ok(Template { root, parameters: BTreeMap::new() })
+    }
+
+    /// The same template read with `name` set to `value` instead of its default.
+    pub fn with_parameter(mut self, name: &str, value: &str) -> Template {
+        self.parameters.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// The template as deployed with `MonitoringLevel` = `level`.
+    pub fn at_level(self, level: MetricsLevel) -> Template {
+        self.with_parameter("MonitoringLevel", level.as_str())
+    }
+
+    /// The value a parameter has here: the one set with `with_parameter`, else its default.
+    pub fn parameter_value(&self, name: &str) -> Option<String> {
+        self.parameters.get(name).cloned().or_else(|| self.parameter_default(name))
+    }
+
+    /// Evaluates a named condition of the `Conditions` section.
+    pub fn condition(&self, name: &str) -> Result<bool, String> {
+        let c = self
+            .root
+            .get("Conditions")
+            .and_then(|c| c.get(name))
+            .ok_or_else(|| format!("no condition {name} in Conditions"))?;
+        self.evaluate(c)
+    }
+
+    fn evaluate(&self, v: &Value) -> Result<bool, String> {
+        if let Value::Mapping(m) = v {
+            if let (1, Some(name)) = (m.len(), m.get("Condition").and_then(Value::as_str)) {
+                return self.condition(name);
+            }
+        }
+        let (tag, arg) = intrinsic(v).ok_or_else(|| format!("{v:?} is not a condition"))?;
+        let items = || arg.as_sequence().ok_or_else(|| format!("!{tag} needs a list"));
+        match tag.as_str() {
+            "Condition" => self.condition(arg.as_str().ok_or("!Condition of a non-string")?),
+            "Equals" => {
+                let pair = items()?;
+                if pair.len() != 2 {
+                    return Err("!Equals needs two values".into());
+                }
+                Ok(self.resolve(&pair[0])? == self.resolve(&pair[1])?)
+            }
+            "Not" => Ok(!self.evaluate(items()?.first().ok_or("!Not needs one condition")?)?),
+            "And" => items()?.iter().try_fold(true, |all, c| Ok(all && self.evaluate(c)?)),
+            "Or" => items()?.iter().try_fold(false, |any, c| Ok(any || self.evaluate(c)?)),
+            other => Err(format!("!{other} is not a condition function")),
+        }
+    }
+
+    /// True when the resource is created at these parameter values (its Condition holds).
+    pub fn is_created(&self, resource: &Value) -> Result<bool, String> {
+        match resource.get("Condition").and_then(Value::as_str) {
+            None => Ok(true),
+            Some(c) => self.condition(c),
+        }
+    }
+
+    /// (logical id, resource) of every resource of that type created at these parameter values.
+    pub fn created_of_type(&self, ty: &str) -> Result<Vec<(String, &Value)>, String> {
+        let mut out = Vec::new();
+        for (id, r) in self.resources_of_type(ty) {
+            if self.is_created(r).map_err(|e| format!("{id}: {e}"))? {
+                out.push((id, r));
+            }
+        }
+        Ok(out)
     }
 
     /// Reads and parses a template file.
@@ -116,6 +193,11 @@ impl Template {
                 let items = parts[1].as_sequence().ok_or("!Join's list is not a list")?;
                 Ok(items.iter().map(|i| self.resolve(i)).collect::<Result<Vec<_>, _>>()?.join(sep))
             }
+            "If" => {
+                let parts = arg.as_sequence().filter(|p| p.len() == 3).ok_or("!If needs [condition, then, else]")?;
+                let condition = parts[0].as_str().ok_or("!If's condition is not a name")?;
+                self.resolve(if self.condition(condition)? { &parts[1] } else { &parts[2] })
+            }
             other => Err(format!("cannot resolve !{other} to a string")),
         }
     }
@@ -127,7 +209,7 @@ impl Template {
             "AWS::AccountId" => "123456789012".into(),
             "AWS::Partition" => "aws".into(),
             "AWS::URLSuffix" => "amazonaws.com".into(),
-            _ => self.parameter_default(name).unwrap_or_else(|| format!("<{name}>")),
+            _ => self.parameter_value(name).unwrap_or_else(|| format!("<{name}>")),
         }
     }
 
@@ -156,10 +238,19 @@ impl Template {
         Ok(out)
     }
 
-    /// Every AWS::CloudWatch::Alarm.
+    /// Every AWS::CloudWatch::Alarm declared, whatever its Condition.
     pub fn alarms(&self) -> Result<Vec<AlarmDef>, String> {
+        self.alarms_of(self.resources_of_type("AWS::CloudWatch::Alarm"))
+    }
+
+    /// The AWS::CloudWatch::Alarms created at these parameter values (e.g. `at_level`).
+    pub fn created_alarms(&self) -> Result<Vec<AlarmDef>, String> {
+        self.alarms_of(self.created_of_type("AWS::CloudWatch::Alarm")?)
+    }
+
+    fn alarms_of(&self, resources: Vec<(String, &Value)>) -> Result<Vec<AlarmDef>, String> {
         let mut out = Vec::new();
-        for (id, r) in self.resources_of_type("AWS::CloudWatch::Alarm") {
+        for (id, r) in resources {
             let p = r.get("Properties").ok_or_else(|| format!("alarm {id} has no Properties"))?;
             let text = |k: &str| p.get(k).map(|v| self.resolve(v)).transpose();
             let int = |k: &str| -> Result<Option<i32>, String> {
@@ -238,10 +329,10 @@ impl Template {
     }
 
     /// Every metric named by an alarm (plain or metric math) or a dashboard widget (metric rows
-    /// and SEARCH expressions).
+    /// and SEARCH expressions) created at these parameter values.
     pub fn metric_refs(&self) -> Result<Vec<MetricRef>, String> {
         let mut out = Vec::new();
-        for a in self.alarms()? {
+        for a in self.created_alarms()? {
             let source = format!("alarm {}", a.logical_id);
             match (&a.namespace, &a.metric_name) {
                 (Some(ns), Some(name)) => {
@@ -253,15 +344,24 @@ impl Template {
                 _ => return Err(format!("{source} names neither a metric (Namespace + MetricName) nor Metrics")),
             }
         }
-        for (id, d) in self.dashboards()? {
+        for (id, d) in self.created_dashboards()? {
             out.extend(dashboard_metrics(&id, &d)?);
         }
         Ok(out)
     }
 
-    /// Every dashboard's body, resolved and parsed.
+    /// Every dashboard declared, its body resolved and parsed.
     pub fn dashboards(&self) -> Result<Vec<(String, Json)>, String> {
-        self.resources_of_type("AWS::CloudWatch::Dashboard")
+        self.dashboards_of(self.resources_of_type("AWS::CloudWatch::Dashboard"))
+    }
+
+    /// The dashboards created at these parameter values.
+    pub fn created_dashboards(&self) -> Result<Vec<(String, Json)>, String> {
+        self.dashboards_of(self.created_of_type("AWS::CloudWatch::Dashboard")?)
+    }
+
+    fn dashboards_of(&self, resources: Vec<(String, &Value)>) -> Result<Vec<(String, Json)>, String> {
+        resources
             .into_iter()
             .map(|(id, r)| {
                 let body = r
@@ -273,6 +373,147 @@ impl Template {
                 Ok((id, json))
             })
             .collect()
+    }
+}
+
+/// Whose permissions an IAM statement grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// Attached to a role (a function's `Policies`, an `AWS::IAM::Role`'s `Policies`).
+    Identity,
+    /// On a resource (key, bucket, queue or topic policy): `'*'` there means the resource itself.
+    Resource,
+}
+
+/// One IAM statement of the template, resolved at the template's parameter values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyStatement {
+    /// The resource that carries it, e.g. `SlackWorkerFunction` or `EventsStreamRole`.
+    pub owner: String,
+    pub kind: PolicyKind,
+    pub sid: Option<String>,
+    pub effect: String,
+    pub actions: Vec<String>,
+    /// Resolved: parameters to their values, resources to `<Id>` / `<Id.Attr>`.
+    pub resources: Vec<String>,
+    /// Condition keys used (e.g. `cloudwatch:namespace`).
+    pub condition_keys: Vec<String>,
+}
+
+/// A permission that is not a statement of the template: a managed policy or a SAM policy
+/// template (its statements are not in the template, so it is judged by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedPolicy {
+    pub owner: String,
+    /// The managed policy ARN (resolved) or the SAM policy template's name.
+    pub name: String,
+}
+
+impl Template {
+    /// Every IAM statement (identity and resource policies) of the resources created at these
+    /// parameter values, both branches of an `!If` around a statement included, and every
+    /// managed policy or SAM policy template attached.
+    pub fn policy_statements(&self) -> Result<(Vec<PolicyStatement>, Vec<AttachedPolicy>), String> {
+        let mut statements = Vec::new();
+        let mut attached = Vec::new();
+        let Some(resources) = self.root.get("Resources").and_then(Value::as_mapping) else {
+            return Ok((statements, attached));
+        };
+        for (id, r) in resources {
+            let id = id.as_str().unwrap_or_default().to_string();
+            if !self.is_created(r).map_err(|e| format!("{id}: {e}"))? {
+                continue;
+            }
+            let ty = r.get("Type").and_then(Value::as_str).unwrap_or_default();
+            let props = r.get("Properties");
+            let prop = |k: &str| props.and_then(|p| p.get(k));
+            let mut documents: Vec<(PolicyKind, &Value)> = Vec::new();
+            match ty {
+                "AWS::Serverless::Function" => {
+                    for p in prop("Policies").and_then(Value::as_sequence).into_iter().flatten() {
+                        match p {
+                            Value::String(name) => {
+                                attached.push(AttachedPolicy { owner: id.clone(), name: name.clone() })
+                            }
+                            Value::Mapping(_) if p.get("Statement").is_some() => {
+                                documents.push((PolicyKind::Identity, p))
+                            }
+                            Value::Mapping(m) => {
+                                for k in m.keys().filter_map(Value::as_str) {
+                                    attached.push(AttachedPolicy { owner: id.clone(), name: k.to_string() });
+                                }
+                            }
+                            other => attached.push(AttachedPolicy { owner: id.clone(), name: self.resolve(other)? }),
+                        }
+                    }
+                }
+                "AWS::IAM::Role" | "AWS::IAM::ManagedPolicy" | "AWS::IAM::Policy" => {
+                    for p in prop("Policies").and_then(Value::as_sequence).into_iter().flatten() {
+                        if let Some(d) = p.get("PolicyDocument") {
+                            documents.push((PolicyKind::Identity, d));
+                        }
+                    }
+                    if let Some(d) = prop("PolicyDocument") {
+                        documents.push((PolicyKind::Identity, d));
+                    }
+                    for arn in prop("ManagedPolicyArns").and_then(Value::as_sequence).into_iter().flatten() {
+                        attached.push(AttachedPolicy { owner: id.clone(), name: self.resolve(arn)? });
+                    }
+                }
+                "AWS::KMS::Key" => documents.extend(prop("KeyPolicy").map(|d| (PolicyKind::Resource, d))),
+                "AWS::S3::BucketPolicy" | "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy" => {
+                    documents.extend(prop("PolicyDocument").map(|d| (PolicyKind::Resource, d)))
+                }
+                _ => {}
+            }
+            for (kind, doc) in documents {
+                let items: Vec<&Value> = match doc.get("Statement") {
+                    Some(Value::Sequence(items)) => items.iter().collect(),
+                    Some(one) => vec![one],
+                    None => Vec::new(),
+                };
+                for item in items {
+                    // `!If [condition, statement, !Ref AWS::NoValue]`: both branches are grants.
+                    let branches: Vec<&Value> = match intrinsic(item) {
+                        Some((tag, arg)) if tag == "If" => {
+                            arg.as_sequence().map(|p| p.iter().skip(1).collect()).unwrap_or_default()
+                        }
+                        _ => vec![item],
+                    };
+                    for st in branches.into_iter().filter(|b| b.get("Effect").is_some()) {
+                        statements.push(self.statement(&id, kind, st)?);
+                    }
+                }
+            }
+        }
+        Ok((statements, attached))
+    }
+
+    fn statement(&self, owner: &str, kind: PolicyKind, st: &Value) -> Result<PolicyStatement, String> {
+        let list = |k: &str| -> Result<Vec<String>, String> {
+            match st.get(k) {
+                None => Ok(Vec::new()),
+                Some(Value::Sequence(items)) => items.iter().map(|i| self.resolve(i)).collect(),
+                Some(one) => Ok(vec![self.resolve(one)?]),
+            }
+        };
+        let condition_keys = st
+            .get("Condition")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flat_map(|ops| ops.values())
+            .filter_map(Value::as_mapping)
+            .flat_map(|keys| keys.keys().filter_map(Value::as_str).map(str::to_string))
+            .collect();
+        Ok(PolicyStatement {
+            owner: owner.to_string(),
+            kind,
+            sid: st.get("Sid").and_then(Value::as_str).map(str::to_string),
+            effect: st.get("Effect").map(|e| self.resolve(e)).transpose()?.unwrap_or_default(),
+            actions: list("Action")?,
+            resources: list("Resource")?,
+            condition_keys,
+        })
     }
 }
 
@@ -424,6 +665,46 @@ Resources:
           [".", "InputTokens", ".", ".", ".", "."],
           [{"expression": "SEARCH('{${MetricsNamespace},ModelId} MetricName=\"UnpricedTokens\"', 'Sum', 60)"}]]}}]}
 "#;
+
+    const C: &str = r#"
+Parameters:
+  MonitoringLevel: {Type: String, Default: essential}
+  Email: {Type: String, Default: ''}
+Conditions:
+  IsFull: !Equals [!Ref MonitoringLevel, full]
+  HasEmail: !Not [!Equals [!Ref Email, '']]
+  FullWithEmail: !And [!Condition IsFull, {Condition: HasEmail}]
+Resources:
+  Always:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      Namespace: NS
+      MetricName: !If [IsFull, Big, Small]
+      EvaluationPeriods: 1
+      ComparisonOperator: GreaterThanThreshold
+  OnlyFull:
+    Type: AWS::CloudWatch::Alarm
+    Condition: IsFull
+    Properties: {Namespace: NS, MetricName: M, EvaluationPeriods: 1, ComparisonOperator: GreaterThanThreshold}
+"#;
+
+    #[test]
+    fn conditions_follow_the_parameter_values() {
+        let t = Template::parse(C).unwrap();
+        let ids = |t: &Template| {
+            t.created_alarms().unwrap().into_iter().map(|a| (a.logical_id, a.metric_name)).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&t), vec![("Always".to_string(), Some("Small".to_string()))]);
+        let full = t.clone().at_level(MetricsLevel::Full);
+        assert_eq!(
+            ids(&full),
+            vec![("Always".to_string(), Some("Big".to_string())), ("OnlyFull".to_string(), Some("M".to_string()))]
+        );
+        assert_eq!(t.alarms().unwrap().len(), 2, "declared, whatever the level");
+        assert!(!full.condition("FullWithEmail").unwrap());
+        assert!(full.with_parameter("Email", "a@b.c").condition("FullWithEmail").unwrap());
+        assert!(t.condition("Missing").is_err());
+    }
 
     #[test]
     fn resolves_tags_and_finds_alarm_and_dashboard_metrics() {

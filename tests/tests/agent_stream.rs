@@ -37,7 +37,12 @@ fn agent() -> BedrockAgent {
 }
 
 fn request(session_id: &str, input_text: &str) -> AgentRequest {
-    AgentRequest { session_id: session_id.into(), input_text: input_text.into(), session_attributes: HashMap::new() }
+    AgentRequest {
+        session_id: session_id.into(),
+        input_text: input_text.into(),
+        session_attributes: HashMap::new(),
+        files: Vec::new(),
+    }
 }
 
 async fn invoke(request: &AgentRequest) -> Result<AgentTurn, AgentError> {
@@ -62,13 +67,18 @@ fn every_script_loads() {
         vec![
             "action_group",
             "failure_trace",
+            "files_out",
             "guardrail",
             "kb_lookup",
             "multi_step",
             "plain_answer",
+            "slow_fail",
+            "slow_long",
+            "slow_stream",
             "stream_cut",
             "stream_exception",
             "throttled_then_ok",
+            "unpriced_model",
         ]
     );
 }

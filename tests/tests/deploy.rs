@@ -66,10 +66,14 @@ struct Deployed {
 
 impl Deployed {
     fn deploy(moto: &Moto, params: &[(&str, &str)]) -> Deployed {
+        Deployed::deploy_stack(moto, "dev", params)
+    }
+
+    fn deploy_stack(moto: &Moto, stack: &str, params: &[(&str, &str)]) -> Deployed {
         let python = tools_bin().expect("tools").join("python");
         let script = workspace_root().join("tests/cfn/deploy_to_moto.py");
         let mut cmd = Command::new(python);
-        cmd.arg(&script).arg(workspace_root().join("template.yaml")).arg(moto.endpoint()).arg("dev");
+        cmd.arg(&script).arg(workspace_root().join("template.yaml")).arg(moto.endpoint()).arg(stack);
         for (k, v) in params {
             cmd.arg(format!("{k}={v}"));
         }
@@ -299,6 +303,26 @@ async fn the_template_deploys_and_every_function_gets_the_env_its_code_reads() {
     assert_eq!(url["TargetFunctionArn"], serde_json::json!({"Ref": "SlackIngressFunction"}));
     assert_eq!(url["AuthType"], "NONE", "Slack signs its own requests; the function verifies them");
     assert_eq!(doc["outputs"]["SlackRequestUrl"], "EMULATOR-SKIPPED:SlackIngressFunctionUrl.FunctionUrl");
+
+    // MonitoringLevel: the default deploys essential (no alarm-topic key, no dashboard output);
+    // full deploys too, as a second stack in the same emulator, and its functions publish all.
+    let metrics_level = |d: &Deployed| -> BTreeSet<String> {
+        d.functions().values().map(|f| f["env"]["METRICS_LEVEL"].as_str().unwrap_or("unset").to_string()).collect()
+    };
+    assert_eq!(metrics_level(&deployed), BTreeSet::from(["essential".to_string()]));
+    assert!(doc["physical"].get("AlarmTopicKey").is_none(), "essential creates no KMS key: {}", doc["physical"]);
+    assert!(doc["physical"].get("AlarmTopic").is_some(), "the alarm topic exists at every level");
+    assert!(doc["outputs"].get("BotHealthDashboardUrl").is_none());
+    let full = Deployed::deploy_stack(&moto, "full", &[("MonitoringLevel", "full")]);
+    assert_eq!(full.doc["status"], "CREATE_COMPLETE", "full: {} {:?}", full.doc["reason"], full.doc["failures"]);
+    assert_eq!(full.doc["failures"].as_array().map(Vec::len), Some(0), "full: {}", full.doc["failures"]);
+    for (logical, ty) in full.doc["skipped"].as_object().expect("skipped") {
+        let ty = ty.as_str().unwrap_or_default();
+        assert!(explained.contains_key(ty), "full: {logical} ({ty}) is not in NOT_EMULATED");
+    }
+    assert_eq!(metrics_level(&full), BTreeSet::from(["full".to_string()]));
+    assert_eq!(full.doc["physical"]["AlarmTopicKey"]["type"], "AWS::KMS::Key", "full encrypts the alarm topic");
+    assert!(full.doc["outputs"].get("BotHealthDashboardUrl").is_some());
 }
 
 #[test]

@@ -1,14 +1,15 @@
-//! The template against the code: every metric an alarm or a dashboard names is emitted by some
-//! function with the same namespace, name and dimension keys (an alarm on any other dimension set
-//! never fires); the registry in shared/src/metric_names.rs matches the emitting code (source
+//! The template against the code: at each MonitoringLevel, every metric an alarm or a dashboard
+//! of that level names is emitted by some function at that level with the same namespace, name
+//! and dimension keys (an alarm on any other dimension set, or on a series the level does not
+//! publish, never fires); the registry in shared/src/metric_names.rs matches the emitting code (source
 //! scan); every registered metric is documented in RUNBOOKS.md and every alarm has a runbook.
 //! No emulator: this binary reads files only.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use shared::metric_names::{find, METRICS};
-use tests::metric_scan::{check_registry, read_sources, scan, Sources};
+use shared::metric_names::{find, MetricsLevel, METRICS};
+use tests::metric_scan::{check_registry, read_sources, scan, unlevelled_emitters, Sources};
 use tests::template::{MetricRef, Template};
 
 fn root() -> PathBuf {
@@ -25,12 +26,24 @@ const AWS_METRICS: &[(&str, &[&str], &str)] = &[
     ("AWS/SQS", &["ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"], "QueueName"),
 ];
 
-/// Problems with the metrics a template names (empty = every one is emitted).
+/// Problems with the metrics a template names at either level (empty = every one is emitted).
 fn check_template_metrics(template_text: &str) -> Vec<String> {
     let t = match Template::parse(template_text) {
         Ok(t) => t,
         Err(e) => return vec![e],
     };
+    MetricsLevel::ALL
+        .into_iter()
+        .flat_map(|level| {
+            check_level(&t.clone().at_level(level), level)
+                .into_iter()
+                .map(move |p| format!("MonitoringLevel {}: {p}", level.as_str()))
+        })
+        .collect()
+}
+
+/// Problems with the metrics the template names at `level`.
+fn check_level(t: &Template, level: MetricsLevel) -> Vec<String> {
     let namespace = t.parameter_default("MetricsNamespace").unwrap_or_else(|| "BedrockUsage".into());
     let refs = match t.metric_refs() {
         Ok(r) => r,
@@ -45,6 +58,10 @@ fn check_template_metrics(template_text: &str) -> Vec<String> {
                 Some(spec) if !spec.has_dimension_set(&keys) => problems.push(format!(
                     "{source}: {ns}/{name} with dimensions {keys:?} is never emitted (emitted: {:?})",
                     spec.emissions.iter().map(|e| e.dimensions).collect::<Vec<_>>()
+                )),
+                Some(_) if !level.publishes(name, &keys) => problems.push(format!(
+                    "{source}: {ns}/{name} with dimensions {keys:?} is not published at this level \
+                     (mark it essential in shared/src/metric_names.rs, or give the resource Condition: IsFull)"
                 )),
                 Some(_) => {}
             }
@@ -101,7 +118,8 @@ fn check_runbooks(template_text: &str, runbooks: &str) -> Vec<String> {
         Ok(t) => t,
         Err(e) => return vec![e],
     };
-    for a in t.alarms().unwrap_or_default() {
+    let alarms = MetricsLevel::ALL.into_iter().flat_map(|l| t.clone().at_level(l).created_alarms().unwrap_or_default());
+    for a in alarms {
         match a.description.split("RUNBOOKS.md#").nth(1).map(|s| s.split_whitespace().next().unwrap_or_default()) {
             None => problems.push(format!("alarm {} does not link its runbook (RUNBOOKS.md#...)", a.logical_id)),
             Some(anchor) if !anchors.contains(anchor) => {
@@ -138,6 +156,18 @@ fn the_registry_matches_every_metric_call_in_the_code() {
 }
 
 #[test]
+fn every_emitter_publishes_at_the_configured_level() {
+    let sources = read_sources(&root()).expect("sources");
+    let constructions: usize = sources
+        .iter()
+        .map(|(_, _, text)| text.matches("Metrics::stdout(").count() + text.matches("CloudWatchMetrics::new(").count())
+        .sum();
+    assert!(constructions >= 5, "the scan sees the functions' emitters ({constructions})");
+    let problems = unlevelled_emitters(&sources);
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[test]
 fn every_metric_is_documented_and_every_alarm_has_a_runbook() {
     let problems = check_runbooks(&read("template.yaml"), &read("RUNBOOKS.md"));
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
@@ -145,10 +175,10 @@ fn every_metric_is_documented_and_every_alarm_has_a_runbook() {
 
 #[test]
 fn every_alarm_notifies_the_topic_and_the_bot_health_dashboard_shows_it() {
-    let t = Template::load(&root().join("template.yaml")).expect("template");
-    let alarms = t.alarms().expect("alarms");
+    let t = Template::load(&root().join("template.yaml")).expect("template").at_level(MetricsLevel::Full);
+    let alarms = t.created_alarms().expect("alarms");
     assert!(alarms.len() >= 20, "{} alarms", alarms.len());
-    let dashboards = t.dashboards().expect("dashboards");
+    let dashboards = t.created_dashboards().expect("dashboards");
     let health = &dashboards.iter().find(|(id, _)| id == "BotHealthDashboard").expect("bot-health dashboard").1;
     let shown: BTreeSet<String> = health["widgets"]
         .as_array()
@@ -183,6 +213,57 @@ fn every_alarm_notifies_the_topic_and_the_bot_health_dashboard_shows_it() {
             "no alarm on {id}"
         );
     }
+}
+
+#[test]
+fn essential_keeps_the_alarms_that_catch_a_broken_product_and_no_dashboard() {
+    let t = Template::load(&root().join("template.yaml")).expect("template");
+    assert_eq!(t.parameter_default("MonitoringLevel").as_deref(), Some("essential"));
+    let essential = t.clone().at_level(MetricsLevel::Essential);
+    let alarms = essential.created_alarms().expect("alarms");
+    assert!(essential.created_dashboards().expect("dashboards").is_empty(), "dashboards are $3 each: full only");
+    for a in &alarms {
+        assert_eq!(a.alarm_actions, vec!["<AlarmTopic>".to_string()], "alarm {} notifies the topic", a.logical_id);
+    }
+    let named = |suffix: &str| alarms.iter().any(|a| a.alarm_name == format!("stack-{suffix}"));
+    for suffix in ["SlackIngressErrors", "SlackWorkerErrors", "HeartbeatMissing", "UnansweredConversations"] {
+        assert!(
+            named(suffix),
+            "essential has no {suffix} alarm: {:?}",
+            alarms.iter().map(|a| &a.alarm_name).collect::<Vec<_>>()
+        );
+    }
+    assert!(named("HourlyCostSpike") || named("DailyCostHigh"), "essential watches the cost");
+    // Every dead-letter queue, at both levels.
+    for (id, _) in t.resources_of_type("AWS::SQS::Queue").into_iter().filter(|(id, _)| id.contains("DeadLetter")) {
+        assert!(
+            alarms.iter().any(|a| a.dimensions.iter().any(|(_, v)| *v == format!("<{id}.QueueName>"))),
+            "no essential alarm on {id}"
+        );
+    }
+    // The heartbeat alarms of both levels fire on missing data, and each level has exactly one.
+    let full = t.at_level(MetricsLevel::Full).created_alarms().expect("alarms");
+    for level_alarms in [&alarms, &full] {
+        let heartbeats: Vec<_> = level_alarms.iter().filter(|a| a.alarm_name == "stack-HeartbeatMissing").collect();
+        assert_eq!(heartbeats.len(), 1, "{heartbeats:?}");
+        assert_eq!(heartbeats[0].treat_missing_data.as_deref(), Some("breaching"));
+    }
+    assert!(full.len() > alarms.len());
+}
+
+#[test]
+fn an_alarm_on_a_series_its_level_does_not_publish_fails_the_check() {
+    let template = read("template.yaml");
+    // APIErrors is full-only; its alarm without the condition would exist at essential too.
+    let marker = "  ApiErrorsAlarm:\n    Type: AWS::CloudWatch::Alarm\n    Condition: IsFull\n";
+    let mutated = template.replacen(marker, "  ApiErrorsAlarm:\n    Type: AWS::CloudWatch::Alarm\n", 1);
+    assert_ne!(mutated, template, "ApiErrorsAlarm is full-only in the template");
+    let problems = check_template_metrics(&mutated);
+    assert!(
+        problems.iter().any(|p| p.contains("essential") && p.contains("ApiErrorsAlarm") && p.contains("not published")),
+        "{problems:?}"
+    );
+    assert!(check_template_metrics(&template).is_empty());
 }
 
 #[test]

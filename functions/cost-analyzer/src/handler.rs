@@ -70,7 +70,7 @@ impl ReportChannel for SlackWebClient {
     }
 
     async fn upload_png(&self, channel: &str, filename: &str, title: &str, png: &[u8]) -> Result<String, String> {
-        let upload = FileUpload { channel, filename, title, bytes: png, initial_comment: None };
+        let upload = FileUpload { channel, filename, title, bytes: png, initial_comment: None, thread_ts: None };
         self.upload_file(upload).await.map_err(|e| e.to_string())
     }
 }

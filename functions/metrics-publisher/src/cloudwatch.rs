@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum as CwDatum, StandardUnit};
+use shared::metric_names::MetricsLevel;
 use shared::{Error, Result};
 
 /// At most this many datums per PutMetricData call (the API allows 1000 and 1 MB; our datums
@@ -46,11 +47,20 @@ pub trait MetricSink: Send + Sync {
 pub struct CloudWatchMetrics {
     client: aws_sdk_cloudwatch::Client,
     namespace: String,
+    level: MetricsLevel,
 }
 
 impl CloudWatchMetrics {
+    /// Publishes every datum (the full level).
     pub fn new(client: aws_sdk_cloudwatch::Client, namespace: impl Into<String>) -> Self {
-        CloudWatchMetrics { client, namespace: namespace.into() }
+        CloudWatchMetrics { client, namespace: namespace.into(), level: MetricsLevel::Full }
+    }
+
+    /// Publishes only the series registered for `level` (METRICS_LEVEL); the rest are computed
+    /// (and logged) but never sent, so they are never billed.
+    pub fn at_level(mut self, level: MetricsLevel) -> Self {
+        self.level = level;
+        self
     }
 }
 
@@ -83,7 +93,14 @@ fn to_cloudwatch(d: &MetricDatum, timestamp_ms: i64) -> Result<CwDatum> {
 #[async_trait]
 impl MetricSink for CloudWatchMetrics {
     async fn put(&self, datums: &[MetricDatum], timestamp_ms: i64) -> Result<()> {
-        let all: Vec<CwDatum> = datums.iter().map(|d| to_cloudwatch(d, timestamp_ms)).collect::<Result<_>>()?;
+        let all: Vec<CwDatum> = datums
+            .iter()
+            .filter(|d| {
+                let keys: Vec<&str> = d.dimensions.iter().map(|(k, _)| *k).collect();
+                self.level.publishes(d.name, &keys)
+            })
+            .map(|d| to_cloudwatch(d, timestamp_ms))
+            .collect::<Result<_>>()?;
         for chunk in all.chunks(MAX_DATUMS_PER_CALL) {
             self.client
                 .put_metric_data()
@@ -164,6 +181,36 @@ mod tests {
                 .build(),
         ];
         assert_eq!(data, &expected);
+    }
+
+    #[tokio::test]
+    async fn essential_sends_only_the_essential_series() {
+        let sent: Sent = Arc::default();
+        let rule = recording_rule(sent.clone());
+        let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
+        let sink = CloudWatchMetrics::new(client, "BedrockUsage").at_level(MetricsLevel::Essential);
+        let datums = vec![
+            MetricDatum::new("Heartbeat", 1.0, MetricUnit::Count),
+            MetricDatum::new("UnansweredConversations", 2.0, MetricUnit::Count),
+            MetricDatum::new("SatisfactionScore", 50.0, MetricUnit::Percent),
+            MetricDatum {
+                name: "ActionSuccessRate",
+                value: 87.5,
+                unit: MetricUnit::Percent,
+                dimensions: vec![("Action", "ReplyPosted")],
+            },
+        ];
+        sink.put(&datums, 0).await.expect("put");
+        let names: Vec<String> = sent
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, d)| d.iter().filter_map(|d| d.metric_name().map(str::to_string)))
+            .collect();
+        assert_eq!(names, ["UnansweredConversations"]);
+        // Nothing essential in a batch: no request at all.
+        sink.put(&[MetricDatum::new("FeedbackCount", 1.0, MetricUnit::Count)], 0).await.expect("put");
+        assert_eq!(rule.num_calls(), 1);
     }
 
     #[tokio::test]

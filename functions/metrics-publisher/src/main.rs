@@ -21,7 +21,10 @@ async fn main() -> Result<(), Error> {
             aws_sdk_dynamodb::Client::new(&sdk),
             &config.conversations_table,
         )),
-        sink: Arc::new(CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk), &config.metrics_namespace)),
+        sink: Arc::new(
+            CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk), &config.metrics_namespace)
+                .at_level(shared::telemetry::metrics_level()?),
+        ),
         settings: config.kpi,
         sweeper: config.sweep_targets.as_ref().map(|(stream, queue)| Sweeper {
             turns: Arc::new(DynamoDbConversations::new(

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::work::{MessageWork, ReactionWork, WorkItem};
+use crate::work::{MessageWork, ReactionWork, SlackFile, WorkItem};
 
 /// The ingress's decision for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +154,8 @@ fn classify_message(
     let Some(text) = event.get("text").and_then(Value::as_str) else {
         return drift(event_type, "text missing");
     };
-    let files: Vec<Value> = event.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
+    let files: Vec<SlackFile> =
+        event.get("files").and_then(Value::as_array).into_iter().flatten().filter_map(SlackFile::from_event).collect();
     if text.trim().is_empty() && files.is_empty() {
         return ignore("empty message");
     }
@@ -172,6 +173,7 @@ fn classify_message(
         _ if is_reply => true,
         _ => return ignore("channel message not addressed to the bot"),
     };
+    let assistant_thread = is_assistant_thread(event_type, event, is_dm, thread_ts.is_some());
     Decision::Accept(Box::new(WorkItem::Message(MessageWork {
         event_id: event_id.to_string(),
         team_id: team_id.to_string(),
@@ -185,7 +187,17 @@ fn classify_message(
         requires_bot_thread,
         files,
         received_at_ms,
+        assistant_thread,
     })))
+}
+
+/// Whether a message belongs to an assistant thread. Slack's AI-app containers are threads in
+/// the app's DM: the user's messages arrive as `message` events with `channel_type: im` and a
+/// `thread_ts` (as Slack's Bolt SDKs recognise them); some also carry an `assistant_thread`
+/// object. Whether the app really is an assistant app is the worker's setting (SLACK_ASSISTANT).
+fn is_assistant_thread(event_type: &str, event: &Value, is_dm: bool, in_thread: bool) -> bool {
+    let marked = event.get("assistant_thread").is_some_and(Value::is_object);
+    marked || (event_type == "message" && is_dm && in_thread)
 }
 
 fn classify_reaction(event_type: &str, event: &Value, event_id: &str, team_id: &str, received_at_ms: i64) -> Decision {
@@ -278,6 +290,31 @@ mod tests {
     }
 
     #[test]
+    fn dm_thread_messages_are_assistant_threads() {
+        let in_thread = accepted(classify(
+            &callback(
+                json!({"type": "message", "channel_type": "im", "user": "U1", "channel": "D1", "ts": "2.2", "thread_ts": "2.1", "text": "hi"}),
+            ),
+            0,
+        ));
+        assert!(in_thread.assistant_thread);
+        let top_level = accepted(classify(
+            &callback(
+                json!({"type": "message", "channel_type": "im", "user": "U1", "channel": "D1", "ts": "2.1", "text": "hi"}),
+            ),
+            0,
+        ));
+        assert!(!top_level.assistant_thread);
+        let mention = accepted(classify(
+            &callback(
+                json!({"type": "app_mention", "user": "U1", "channel": "C1", "ts": "3.2", "thread_ts": "3.1", "text": "<@UBOT> hi"}),
+            ),
+            0,
+        ));
+        assert!(!mention.assistant_thread);
+    }
+
+    #[test]
     fn drops_bots_self_edits_and_chatter() {
         let cases = [
             json!({"type": "message", "subtype": "bot_message", "bot_id": "B1", "channel": "C1", "ts": "1", "text": "x"}),
@@ -291,6 +328,31 @@ mod tests {
         for c in cases {
             assert!(matches!(classify(&callback(c.clone()), 0), Decision::Ignore { .. }), "{c}");
         }
+    }
+
+    #[test]
+    fn file_shares_are_answered_with_their_files() {
+        let m = accepted(classify(
+            &callback(json!({
+                "type": "message", "subtype": "file_share", "channel_type": "im", "user": "U1", "channel": "D1",
+                "ts": "4.1", "text": "",
+                "files": [
+                    {"id": "F1", "name": "q3.csv", "mimetype": "text/csv", "filetype": "csv", "size": 12,
+                     "url_private": "https://files.slack.com/files-pri/T1-F1/q3.csv",
+                     "url_private_download": "https://files.slack.com/files-pri/T1-F1/download/q3.csv",
+                     "thumb_64": "https://files.slack.com/x", "shares": {"private": {}}},
+                    {"id": "F2", "mode": "tombstone"},
+                    {"name": "no id"},
+                    "not an object"
+                ]
+            })),
+            0,
+        ));
+        assert_eq!(m.files.len(), 2, "{:?}", m.files);
+        assert_eq!(m.files[0].download_url(), Some("https://files.slack.com/files-pri/T1-F1/download/q3.csv"));
+        assert_eq!((m.files[0].size, m.files[0].filetype.as_deref()), (Some(12), Some("csv")));
+        assert_eq!(m.files[1].download_url(), None);
+        assert_eq!(m.files[1].display_name(), "file F2");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio::sync::RwLock;
 use tracing::{error, info, warn};
 
 use crate::classify::{classify, Decision};
+use crate::status::QueuedStatus;
 use crate::work::WorkItem;
 
 /// How long event ids and (channel, ts) pairs are remembered. Slack retries for about an hour.
@@ -28,17 +29,24 @@ pub struct IngressConfig {
     pub work_queue_url: String,
     pub dedup_table: String,
     pub metrics_namespace: String,
+    /// SLACK_API_BASE, for the queued-turn status.
+    pub slack_api_base: String,
+    /// INGRESS_STATUS (+ SLACK_ASSISTANT, STATUS_REACTION, INGRESS_STATUS_TIMEOUT_MS): the status
+    /// shown as soon as a message is queued; `None` = left to the worker.
+    pub queued_status: Option<(crate::status::StatusSettings, Duration)>,
 }
 
 impl IngressConfig {
     /// Reads the config; a missing variable fails init with its name.
     pub fn from_env() -> shared::Result<Self> {
-        use shared::config::{metrics_namespace, required};
+        use shared::config::{metrics_namespace, optional, required};
         Ok(IngressConfig {
             slack_secret_arn: required("SLACK_SECRET_ARN")?,
             work_queue_url: required("WORK_QUEUE_URL")?,
             dedup_table: required("DEDUP_TABLE")?,
             metrics_namespace: metrics_namespace(),
+            slack_api_base: optional("SLACK_API_BASE").unwrap_or_else(|| "https://slack.com/api".into()),
+            queued_status: crate::status::queued_status_from_env()?,
         })
     }
 }
@@ -56,6 +64,8 @@ pub struct Ingress {
     queue: Arc<dyn WorkQueue>,
     metrics: Metrics,
     refresh_interval: Duration,
+    /// Shows the working status of a queued message (None = the worker alone shows it).
+    queued_status: Option<QueuedStatus>,
 }
 
 impl Ingress {
@@ -68,12 +78,27 @@ impl Ingress {
     ) -> shared::Result<Self> {
         let secret = secrets.load().await?.signing_secret;
         let key = RwLock::new(SigningKey { secret, last_refresh: Instant::now() });
-        Ok(Ingress { secrets, key, dedup, queue, metrics, refresh_interval: SECRET_REFRESH_INTERVAL })
+        Ok(Ingress {
+            secrets,
+            key,
+            dedup,
+            queue,
+            metrics,
+            refresh_interval: SECRET_REFRESH_INTERVAL,
+            queued_status: None,
+        })
     }
 
     /// Changes how often the secret may be re-read after a failed verification.
     pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
+        self
+    }
+
+    /// Shows the working status (assistant status or reaction) as soon as a message is queued,
+    /// so a turn waiting behind the worker's concurrency limit is never met with silence.
+    pub fn with_queued_status(mut self, status: QueuedStatus) -> Self {
+        self.queued_status = Some(status);
         self
     }
 
@@ -193,6 +218,10 @@ impl Ingress {
         match self.queue.enqueue(&item.group_id(), &event_id, &body).await {
             Ok(()) => {
                 info!(event_id, group = %item.group_id(), "queued Slack event");
+                if let (Some(status), WorkItem::Message(m)) = (&self.queued_status, &item) {
+                    // Bounded by its timeout: the acknowledgement still goes out well inside 3 s.
+                    status.show(m).await;
+                }
                 respond(200, "")
             }
             Err(e) => {

@@ -3,6 +3,9 @@
 
 pub mod classify;
 pub mod feedback;
+pub mod files;
 pub mod ingress;
+pub mod status;
+pub mod stream;
 pub mod work;
 pub mod worker;

@@ -50,11 +50,15 @@ pub struct MessageWork {
     pub bot_user_id: Option<String>,
     /// A channel thread reply without a mention: answer only in threads the bot is already in.
     pub requires_bot_thread: bool,
-    /// Files attached to the message, as Slack sent them (handled by the files feature).
+    /// Files attached to the message (absent in items queued before files were handled).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<serde_json::Value>,
+    pub files: Vec<SlackFile>,
     /// When the ingress accepted the event (epoch ms).
     pub received_at_ms: i64,
+    /// The message is a user's message in an assistant thread (Slack's Agents & AI Apps
+    /// container: a thread in the app's DM), where `assistant.threads.setStatus` applies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub assistant_thread: bool,
 }
 
 impl MessageWork {
@@ -82,6 +86,60 @@ impl MessageWork {
     }
 }
 
+/// A file attached to a user's message: the fields of Slack's file object the worker needs.
+/// Unknown fields are ignored and every field is optional, so any file object Slack sends (and
+/// any item queued by an older version) parses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackFile {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mimetype: Option<String>,
+    /// Slack's short type (`csv`, `pdf`, `xlsx`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filetype: Option<String>,
+    /// Bytes, as Slack reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_private_download: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_private: Option<String>,
+}
+
+impl SlackFile {
+    /// Reads a file object from an event, leniently: a field of an unexpected type is dropped,
+    /// not the message.
+    pub fn from_event(v: &serde_json::Value) -> Option<SlackFile> {
+        let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).filter(|x| !x.is_empty()).map(str::to_string);
+        let id = s("id")?;
+        Some(SlackFile {
+            id,
+            name: s("name").or_else(|| s("title")),
+            mimetype: s("mimetype"),
+            filetype: s("filetype"),
+            size: v.get("size").and_then(serde_json::Value::as_u64),
+            url_private_download: s("url_private_download"),
+            url_private: s("url_private"),
+        })
+    }
+
+    /// Where to download the file from: the download URL, else the private URL.
+    pub fn download_url(&self) -> Option<&str> {
+        self.url_private_download.as_deref().or(self.url_private.as_deref())
+    }
+
+    /// A name to show and to pass on (Slack may send none).
+    pub fn display_name(&self) -> String {
+        match &self.name {
+            Some(n) if !n.trim().is_empty() => n.trim().to_string(),
+            _ => format!("file {}", self.id),
+        }
+    }
+}
+
 /// A reaction event on a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReactionWork {
@@ -94,4 +152,30 @@ pub struct ReactionWork {
     pub item_ts: String,
     pub item_user: Option<String>,
     pub received_at_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_queued_before_and_after_files_parse() {
+        let base = serde_json::json!({
+            "kind": "message", "event_id": "E1", "team_id": "T1", "channel_id": "D1", "channel_type": "im",
+            "user_id": "U1", "ts": "1.1", "thread_ts": null, "text": "hi", "bot_user_id": "UBOT",
+            "requires_bot_thread": false, "received_at_ms": 5
+        });
+        let WorkItem::Message(m) = serde_json::from_value(base.clone()).unwrap() else { panic!("not a message") };
+        assert!(m.files.is_empty());
+        // An older version queued Slack's raw file objects.
+        let mut raw = base;
+        raw["files"] = serde_json::json!([{"id": "F1", "name": "a.csv", "size": 3, "mimetype": "text/csv",
+            "url_private": "https://files.slack.com/a.csv", "thumb_64": "x", "shares": {}}]);
+        let WorkItem::Message(m) = serde_json::from_value(raw).unwrap() else { panic!("not a message") };
+        assert_eq!(m.files[0].name.as_deref(), Some("a.csv"));
+        assert_eq!(m.files[0].download_url(), Some("https://files.slack.com/a.csv"));
+        let again: WorkItem =
+            serde_json::from_str(&serde_json::to_string(&WorkItem::Message(m.clone())).unwrap()).unwrap();
+        assert_eq!(again, WorkItem::Message(m));
+    }
 }

@@ -7,16 +7,18 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::domain::{
-    AgentTurn, AnalyticsEvent, ModelCall, Outcome, ThreadRef, TurnStatus, UsageRecord, ANALYTICS_SCHEMA_VERSION,
+    AgentTurn, AnalyticsEvent, ModelCall, Outcome, TurnStatus, UsageRecord, ANALYTICS_SCHEMA_VERSION,
 };
 use shared::ports::{
-    AgentClient, AgentError, AgentRequest, AnalyticsSink, ChatClient, ConversationStore, TurnRecord, TurnStart,
-    UsageReader, UsageSink,
+    AgentClient, AgentError, AgentRequest, AnalyticsSink, ChatClient, ConversationStore, FileTransfer, TurnRecord,
+    TurnStart, UsageReader, UsageSink,
 };
 use shared::retry::Backoff;
 use shared::telemetry::{Metrics, Unit};
 use tracing::{error, info, warn};
 
+use crate::status::{StatusIndicator, StatusSettings};
+use crate::stream::{LiveReply, StreamSettings};
 use crate::work::{MessageWork, ReactionWork, WorkItem};
 
 /// The apology posted when a turn cannot be answered.
@@ -41,6 +43,8 @@ pub struct WorkerConfig {
     pub feedback_stream_name: Option<String>,
     /// FEEDBACK_POSITIVE_REACTIONS / FEEDBACK_NEGATIVE_REACTIONS.
     pub feedback: crate::feedback::FeedbackSettings,
+    /// SLACK_FILE_HOSTS: where users' files may be downloaded from (default: Slack's file hosts).
+    pub file_hosts: shared::slack::files::FileHosts,
 }
 
 /// Behaviour knobs of the worker.
@@ -52,14 +56,18 @@ pub struct WorkerSettings {
     pub session_idle_ttl: Duration,
     /// Store message text in analytics (off by default: privacy).
     pub store_message_text: bool,
-    /// Reaction shown on the user's message while the agent works.
-    pub status_reaction: String,
+    /// The status shown while the agent works (assistant thread status or reaction).
+    pub status: StatusSettings,
+    /// Early message and progress edits for slow turns.
+    pub stream: StreamSettings,
     /// Retries of throttled or failed agent calls.
     pub agent_backoff: Backoff,
     /// Time kept back from the Lambda deadline to post an apology and record the turn.
     pub deadline_reserve: Duration,
     /// Per-user budgets; `None` = no limit.
     pub budgets: Budgets,
+    /// Limits on the user's files passed to the agent.
+    pub files: crate::files::FileSettings,
 }
 
 /// Per-user spend limits in USD (USER_DAILY_BUDGET_USD, USER_MONTHLY_BUDGET_USD).
@@ -136,10 +144,12 @@ impl WorkerSettings {
             agent_alias_id: agent_alias_id.into(),
             session_idle_ttl: Duration::from_secs(600),
             store_message_text: false,
-            status_reaction: "hourglass_flowing_sand".into(),
+            status: StatusSettings::default(),
+            stream: StreamSettings::default(),
             agent_backoff: Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8), max_attempts: 4 },
             deadline_reserve: Duration::from_secs(10),
             budgets: Budgets::default(),
+            files: crate::files::FileSettings::default(),
         }
     }
 }
@@ -153,9 +163,8 @@ impl WorkerConfig {
         let mut settings = WorkerSettings::new(&agent_id, &agent_alias_id);
         settings.session_idle_ttl = Duration::from_secs(parsed("AGENT_SESSION_IDLE_TTL_SECS", 600u64)?);
         settings.store_message_text = parsed("STORE_MESSAGE_TEXT", false)?;
-        if let Some(r) = optional("STATUS_REACTION") {
-            settings.status_reaction = r;
-        }
+        settings.status = StatusSettings::from_env()?;
+        settings.stream = StreamSettings::from_env()?;
         let limit = |name: &str| -> shared::Result<Option<f64>> {
             let v: f64 = parsed(name, 0.0)?;
             if v < 0.0 || !v.is_finite() {
@@ -165,6 +174,12 @@ impl WorkerConfig {
         };
         settings.budgets =
             Budgets { daily_usd: limit("USER_DAILY_BUDGET_USD")?, monthly_usd: limit("USER_MONTHLY_BUDGET_USD")? };
+        settings.files = crate::files::FileSettings::from_env()?;
+        let file_hosts = match optional("SLACK_FILE_HOSTS") {
+            None => shared::slack::files::FileHosts::slack(),
+            Some(list) => shared::slack::files::FileHosts::parse(&list)
+                .map_err(|e| shared::Error::Config(format!("SLACK_FILE_HOSTS: {e}")))?,
+        };
         Ok(WorkerConfig {
             slack_secret_arn: required("SLACK_SECRET_ARN")?,
             slack_api_base: optional("SLACK_API_BASE").unwrap_or_else(|| "https://slack.com/api".into()),
@@ -178,6 +193,7 @@ impl WorkerConfig {
             settings,
             feedback_stream_name: optional("FEEDBACK_STREAM_NAME"),
             feedback: crate::feedback::FeedbackSettings::from_env()?,
+            file_hosts,
         })
     }
 }
@@ -197,6 +213,8 @@ pub struct Worker {
     pub settings: WorkerSettings,
     /// Reactions on bot answers -> feedback.
     pub feedback: Arc<crate::feedback::FeedbackRecorder>,
+    /// Users' files in, the agent's files out.
+    pub files: Arc<dyn FileTransfer>,
 }
 
 /// Why a work item must go back to the queue.
@@ -292,6 +310,7 @@ impl Worker {
             pending_analytics: None,
             pending_usage: None,
         };
+        let mut resumed = false;
         match self.conversations.begin_turn(&record).await? {
             TurnStart::Finished(done) => {
                 self.metrics.count("DuplicateEvents", 1.0, &[]);
@@ -299,27 +318,69 @@ impl Worker {
                 self.redeliver_pending(&done).await;
                 return Ok(());
             }
-            TurnStart::Resumed => warn!(event_id = %m.event_id, "resuming a turn an earlier delivery did not finish"),
+            TurnStart::Resumed => {
+                warn!(event_id = %m.event_id, "resuming a turn an earlier delivery did not finish");
+                resumed = true;
+            }
             TurnStart::New => {}
         }
+        // A resumed turn may already have its (early) message in the thread: edit, never repost.
+        let earlier_reply = match resumed.then(|| self.conversations.turn(&thread, &m.ts)) {
+            None => None,
+            Some(read) => match read.await {
+                Ok(t) => t.and_then(|t| t.reply_ts),
+                Err(e) => {
+                    warn!(error = %e, "could not read the resumed turn back; answering as new");
+                    None
+                }
+            },
+        };
+        let live = LiveReply::new(
+            self.chat.clone(),
+            self.conversations.clone(),
+            thread.clone(),
+            &m.ts,
+            self.settings.stream,
+            earlier_reply,
+        );
+        // Shown (again: the ingress may have) right away, and cleared on every way out below.
+        let status = StatusIndicator::new(self.chat.clone(), self.settings.status.clone());
+        let shown = status.show(m).await;
         let started = Instant::now();
         let notice = match self.check_budget(m).await {
             BudgetVerdict::Ok => None,
             BudgetVerdict::Notice(n) => Some(n),
-            BudgetVerdict::Refuse(text) => return self.refuse(m, record, &text, started).await,
+            BudgetVerdict::Refuse(text) => {
+                let refused = self.refuse(m, record, &text, started, &live).await;
+                status.clear(m, shown).await;
+                return refused;
+            }
         };
-        self.best_effort_reaction(&m.channel_id, &m.ts, true).await;
 
-        let request = AgentRequest {
+        let files_in =
+            crate::files::gather(&m.files, self.files.as_ref(), &self.settings.files, &self.metrics, &m.event_id).await;
+        let mut request = AgentRequest {
             session_id: thread.session_id(),
-            input_text: self.input_with_context(m, previous.as_ref()).await,
+            input_text: crate::files::input_or_placeholder(
+                self.input_with_context(m, previous.as_ref()).await,
+                &files_in,
+            ),
             session_attributes: HashMap::from([
                 ("slack_user_id".to_string(), m.user_id.clone()),
                 ("slack_team_id".to_string(), m.team_id.clone()),
                 ("slack_channel_id".to_string(), m.channel_id.clone()),
             ]),
+            files: files_in.files,
         };
-        let result = self.invoke_with_retries(&request, deadline).await;
+        let mut file_notes = files_in.notes;
+        let mut result = live.run(self.invoke_with_retries(&request, deadline, &live)).await;
+        if let Some(note) =
+            result.as_ref().err().and_then(|e| crate::files::drop_files_after_rejection(e, &mut request))
+        {
+            file_notes.push(note);
+            result = live.run(self.invoke_with_retries(&request, deadline, &live)).await;
+        }
+        let notice = crate::files::with_notes(notice, &file_notes);
         let latency_ms = started.elapsed().as_millis() as u64;
 
         let (outcome, turn, error_code, spent) = match result {
@@ -327,10 +388,6 @@ impl Worker {
                 if !turn.return_control.is_empty() {
                     // This gateway runs no client-side actions; the agent should use Lambda action groups.
                     warn!(event_id = %m.event_id, actions = ?turn.return_control, "agent returned control; not executed");
-                }
-                if !turn.files.is_empty() {
-                    let names: Vec<&str> = turn.files.iter().map(|f| f.name.as_str()).collect();
-                    warn!(event_id = %m.event_id, files = ?names, "agent returned files; not uploaded to Slack by this version");
                 }
                 let outcome = if turn.guardrail_action.as_deref() == Some("INTERVENED") {
                     Outcome::GuardrailBlocked
@@ -347,14 +404,15 @@ impl Worker {
         };
 
         // The answer (or the one apology) goes out before anything is recorded.
+        // When an early message is up, the answer (or apology) replaces it.
         let post = match (&turn, outcome) {
             (Some(t), Outcome::Answered | Outcome::GuardrailBlocked) => {
                 let text = if t.text.trim().is_empty() { NO_ANSWER } else { &t.text };
-                self.post_reply(&thread, text, &t.sources, notice.as_deref()).await
+                live.deliver(reply_parts(text, &t.sources, notice.as_deref())).await
             }
-            _ => self.chat.post_message(&thread.channel_id, &thread.thread_ts, APOLOGY).await,
+            _ => live.deliver(vec![APOLOGY.to_string()]).await,
         };
-        self.best_effort_reaction(&m.channel_id, &m.ts, false).await;
+        status.clear(m, shown).await;
         let reply_ts = match post {
             Ok(ts) => ts,
             Err(e) => {
@@ -382,6 +440,10 @@ impl Worker {
             // Not returned as a failure: a redelivery would answer the user a second time.
             self.metrics.count_with_total("LoggingErrors", 1.0, &[("Sink", "conversations")]);
             error!(error = %e, event_id = %m.event_id, "could not record the finished turn");
+        }
+        // After the turn is recorded: a failure or a crash here can never bring a second answer.
+        if let Some(t) = &turn {
+            crate::files::share(&t.files, &thread, self.files.as_ref(), &self.metrics, &m.event_id).await;
         }
         self.deliver(&record, Some(&analytics), usage.as_ref()).await;
         info!(event_id = %m.event_id, outcome = outcome.as_str(), latency_ms, agent_id = %self.settings.agent_id, "turn finished");
@@ -412,9 +474,10 @@ impl Worker {
         mut record: TurnRecord,
         text: &str,
         started: Instant,
+        live: &LiveReply,
     ) -> Result<(), WorkError> {
         let thread = m.thread();
-        let reply_ts = self.chat.post_message(&thread.channel_id, &thread.thread_ts, text).await?;
+        let reply_ts = live.deliver(vec![text.to_string()]).await?;
         let latency_ms = started.elapsed().as_millis() as u64;
         let analytics = self.analytics_event(
             m,
@@ -443,11 +506,14 @@ impl Worker {
         &self,
         request: &AgentRequest,
         deadline: Option<Instant>,
+        live: &LiveReply,
     ) -> Result<AgentTurn, AgentError> {
         let mut attempt = 0;
         let mut spent: Vec<ModelCall> = Vec::new();
+        let on_text = |delta: &str| live.push(delta);
         loop {
-            match self.agent.invoke(request).await {
+            live.restart();
+            match self.agent.invoke_streaming(request, &on_text).await {
                 Ok(mut turn) => {
                     // Calls of failed attempts were billed too.
                     spent.append(&mut turn.model_calls);
@@ -528,43 +594,6 @@ impl Worker {
             lines.join("\n"),
             question
         )
-    }
-
-    async fn post_reply(
-        &self,
-        thread: &ThreadRef,
-        text: &str,
-        sources: &[String],
-        notice: Option<&str>,
-    ) -> Result<String, shared::ports::ChatError> {
-        let mut parts = shared::slack::mrkdwn::render_reply(text, sources);
-        if let Some(n) = notice {
-            match parts.last_mut() {
-                Some(last) if last.chars().count() + n.chars().count() + 2 <= shared::slack::MAX_MESSAGE_CHARS => {
-                    last.push_str("\n\n");
-                    last.push_str(n);
-                }
-                _ => parts.push(n.to_string()),
-            }
-        }
-        let mut first_ts = None;
-        for part in parts {
-            let ts = self.chat.post_message(&thread.channel_id, &thread.thread_ts, &part).await?;
-            first_ts.get_or_insert(ts);
-        }
-        Ok(first_ts.unwrap_or_default())
-    }
-
-    async fn best_effort_reaction(&self, channel: &str, ts: &str, add: bool) {
-        let name = &self.settings.status_reaction;
-        let r = if add {
-            self.chat.add_reaction(channel, ts, name).await
-        } else {
-            self.chat.remove_reaction(channel, ts, name).await
-        };
-        if let Err(e) = r {
-            warn!(error = %e, add, "could not update the status reaction");
-        }
     }
 
     /// Token and cost metrics are token-logging's (priced, once per turn even when a usage record
@@ -698,6 +727,22 @@ impl Worker {
             self.deliver(done, analytics.as_ref(), usage.as_ref()).await;
         }
     }
+}
+
+/// The answer as Slack messages: mrkdwn, sources listed, split to Slack's size, the budget
+/// notice (if any) on the last one.
+fn reply_parts(text: &str, sources: &[String], notice: Option<&str>) -> Vec<String> {
+    let mut parts = shared::slack::mrkdwn::render_reply(text, sources);
+    if let Some(n) = notice {
+        match parts.last_mut() {
+            Some(last) if last.chars().count() + n.chars().count() + 2 <= shared::slack::MAX_MESSAGE_CHARS => {
+                last.push_str("\n\n");
+                last.push_str(n);
+            }
+            _ => parts.push(n.to_string()),
+        }
+    }
+    parts
 }
 
 fn iso_ms(ms: i64) -> String {

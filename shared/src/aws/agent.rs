@@ -5,17 +5,21 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use aws_sdk_bedrockagentruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockagentruntime::error::BuildError;
 use aws_sdk_bedrockagentruntime::operation::invoke_agent::InvokeAgentError;
+use aws_sdk_bedrockagentruntime::primitives::Blob;
 use aws_sdk_bedrockagentruntime::types::error::ResponseStreamError;
-use aws_sdk_bedrockagentruntime::types::SessionState;
+use aws_sdk_bedrockagentruntime::types::{
+    ByteContentFile, FileSource, FileSourceType, FileUseCase as SdkFileUseCase, InputFile, ResponseStream, SessionState,
+};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::agent::TurnCollector;
+use crate::agent::{TurnCollector, Utf8Deltas};
 use crate::domain::{AgentTurn, ModelCall};
-use crate::ports::{AgentClient, AgentError, AgentErrorKind, AgentRequest};
+use crate::ports::{AgentClient, AgentError, AgentErrorKind, AgentInputFile, AgentRequest, FileUseCase, TextSink};
 
 /// The `code` of an error that cut the event stream half-way (connection lost, bad frame).
 pub const STREAM_INTERRUPTED: &str = "StreamInterrupted";
@@ -50,6 +54,18 @@ impl BedrockAgent {
 #[async_trait]
 impl AgentClient for BedrockAgent {
     async fn invoke(&self, request: &AgentRequest) -> Result<AgentTurn, AgentError> {
+        self.run(request, None).await
+    }
+
+    async fn invoke_streaming(&self, request: &AgentRequest, on_text: TextSink<'_>) -> Result<AgentTurn, AgentError> {
+        self.run(request, Some(on_text)).await
+    }
+}
+
+impl BedrockAgent {
+    /// One InvokeAgent call, its stream folded into a turn; answer text also goes to `on_text`
+    /// as each chunk arrives.
+    async fn run(&self, request: &AgentRequest, on_text: Option<TextSink<'_>>) -> Result<AgentTurn, AgentError> {
         let started = Instant::now();
         let mut call = self
             .client
@@ -59,17 +75,31 @@ impl AgentClient for BedrockAgent {
             .session_id(&request.session_id)
             .input_text(&request.input_text)
             .enable_trace(true);
-        if !request.session_attributes.is_empty() {
+        if !request.session_attributes.is_empty() || !request.files.is_empty() {
+            let files = request.files.iter().map(input_file).collect::<Result<Vec<_>, _>>()?;
+            let attributes = (!request.session_attributes.is_empty()).then(|| request.session_attributes.clone());
             call = call.session_state(
-                SessionState::builder().set_session_attributes(Some(request.session_attributes.clone())).build(),
+                SessionState::builder()
+                    .set_session_attributes(attributes)
+                    .set_files((!files.is_empty()).then_some(files))
+                    .build(),
             );
         }
         let output = call.send().await.map_err(request_error)?;
         let mut stream = output.completion;
         let mut collector = TurnCollector::new(started);
+        let mut deltas = Utf8Deltas::default();
         loop {
             match stream.recv().await {
-                Ok(Some(event)) => collector.push(event),
+                Ok(Some(event)) => {
+                    if let (Some(sink), ResponseStream::Chunk(part)) = (on_text, &event) {
+                        let delta = part.bytes.as_ref().map(|b| deltas.push(b.as_ref())).unwrap_or_default();
+                        if !delta.is_empty() {
+                            sink(&delta);
+                        }
+                    }
+                    collector.push(event)
+                }
                 Ok(None) => break,
                 Err(e) => return Err(stream_error(e, collector.spent())),
             }
@@ -83,6 +113,31 @@ impl AgentClient for BedrockAgent {
         );
         Ok(turn)
     }
+}
+
+/// A user's file, inline (`BYTE_CONTENT`), for the use case the request names.
+fn input_file(file: &AgentInputFile) -> Result<InputFile, AgentError> {
+    let rejected = |e: BuildError| AgentError {
+        kind: AgentErrorKind::Rejected,
+        code: "ConstructionFailure".into(),
+        message: format!("input file {:?}: {e}", file.name),
+        spent: Vec::new(),
+    };
+    let content = ByteContentFile::builder()
+        .media_type(&file.media_type)
+        .data(Blob::new(file.bytes.clone()))
+        .build()
+        .map_err(rejected)?;
+    let source = FileSource::builder()
+        .source_type(FileSourceType::ByteContent)
+        .byte_content(content)
+        .build()
+        .map_err(rejected)?;
+    let use_case = match file.use_case {
+        FileUseCase::CodeInterpreter => SdkFileUseCase::CodeInterpreter,
+        FileUseCase::Chat => SdkFileUseCase::Chat,
+    };
+    InputFile::builder().name(&file.name).source(source).use_case(use_case).build().map_err(rejected)
 }
 
 /// The request failed before any event arrived: nothing was spent.
@@ -175,6 +230,24 @@ fn kind_of(code: &str, status: Option<u16>) -> AgentErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_files_are_inline_byte_content() {
+        let file = AgentInputFile {
+            name: "q3.csv".into(),
+            media_type: "text/csv".into(),
+            bytes: b"a,b\n".to_vec(),
+            use_case: FileUseCase::Chat,
+        };
+        let built = input_file(&file).unwrap();
+        assert_eq!(built.name(), "q3.csv");
+        assert_eq!(built.use_case(), &SdkFileUseCase::Chat);
+        let source = built.source().unwrap();
+        assert_eq!(source.source_type(), &FileSourceType::ByteContent);
+        let content = source.byte_content().unwrap();
+        assert_eq!((content.media_type(), content.data().as_ref()), ("text/csv", &b"a,b\n"[..]));
+        assert!(!format!("{file:?}").contains("a,b"), "debug output never shows the bytes");
+    }
 
     #[test]
     fn codes_map_to_kinds() {

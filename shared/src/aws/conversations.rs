@@ -232,6 +232,39 @@ impl ConversationStore for DynamoDbConversations {
         .await
     }
 
+    async fn turn(&self, thread: &ThreadRef, message_ts: &str) -> Result<Option<TurnRecord>> {
+        self.get(thread, message_ts).await
+    }
+
+    async fn record_reply(&self, thread: &ThreadRef, message_ts: &str, reply_ts: &str) -> Result<()> {
+        // Only on a turn still running: a finished turn's record is final.
+        super::with_retries(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(thread_pk(thread)))
+                .key("sk", s(turn_sk(message_ts)))
+                .update_expression("SET reply_ts = :r, #rk = :k")
+                .condition_expression("#st = :received")
+                .expression_attribute_names("#rk", REPLY_KEY)
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":r", s(reply_ts))
+                .expression_attribute_values(":k", s(reply_key(&thread.team_id, &thread.channel_id, reply_ts)))
+                .expression_attribute_values(":received", s(TurnStatus::Received.as_str()))
+                .send()
+                .await
+                .map(|_| ())
+                .or_else(|e| {
+                    if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
+                        Ok(())
+                    } else {
+                        Err(Error::from_sdk("dynamodb", "UpdateItem", e))
+                    }
+                })
+        })
+        .await
+    }
+
     async fn last_turn(&self, thread: &ThreadRef, except_ts: &str) -> Result<Option<TurnRecord>> {
         let out = self
             .client

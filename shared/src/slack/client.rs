@@ -52,6 +52,8 @@ pub struct FileUpload<'a> {
     pub bytes: &'a [u8],
     /// A message posted with the file.
     pub initial_comment: Option<&'a str>,
+    /// Share the file as a reply in this thread instead of the channel.
+    pub thread_ts: Option<&'a str>,
 }
 
 /// How a request is sent: Web API writes take JSON, reads take a query string.
@@ -157,6 +159,9 @@ impl SlackWebClient {
         if let Some(comment) = upload.initial_comment {
             body["initial_comment"] = json!(comment);
         }
+        if let Some(thread_ts) = upload.thread_ts.filter(|t| !t.is_empty()) {
+            body["thread_ts"] = json!(thread_ts);
+        }
         self.call("files.completeUploadExternal", Payload::Json(body), false).await?;
         Ok(file_id.to_string())
     }
@@ -203,6 +208,18 @@ impl SlackWebClient {
         payload: Payload<'_>,
         idempotent: bool,
     ) -> std::result::Result<Value, ChatError> {
+        self.call_with(method, payload, idempotent, true).await
+    }
+
+    /// [`Self::call`], or with `patient` false a single attempt: a rate limit or a transient
+    /// failure is returned at once instead of waited out.
+    async fn call_with(
+        &self,
+        method: &'static str,
+        payload: Payload<'_>,
+        idempotent: bool,
+        patient: bool,
+    ) -> std::result::Result<Value, ChatError> {
         let fail = |error: &str| ChatError { method, error: error.to_string() };
         let mut url = self.api_base.join(method).map_err(|_| fail("invalid_url"))?;
         let body = match &payload {
@@ -243,6 +260,8 @@ impl SlackWebClient {
             let (error, delay) = match outcome {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Fail(error) => return Err(fail(&error)),
+                Attempt::RateLimited(_) if !patient => return Err(fail("ratelimited")),
+                Attempt::Transient(error) if !patient => return Err(fail(&error)),
                 Attempt::RateLimited(wait) => {
                     if rate_limit_waited + wait > self.max_rate_limit_wait {
                         tracing::warn!(
@@ -408,6 +427,26 @@ impl ChatClient for SlackWebClient {
             Err(e) if e.error == "no_reaction" => Ok(()),
             other => other.map(|_| ()),
         }
+    }
+
+    async fn update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError> {
+        SlackWebClient::update_message(self, channel, ts, text).await
+    }
+
+    async fn try_update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError> {
+        let body = json!({ "channel": channel, "ts": ts, "text": text });
+        self.call_with("chat.update", Payload::Json(body), true, false).await.map(|_| ())
+    }
+
+    async fn set_assistant_status(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        status: &str,
+    ) -> std::result::Result<(), ChatError> {
+        let body = json!({ "channel_id": channel, "thread_ts": thread_ts, "status": status });
+        // A status is a hint: never hold a turn up waiting out a rate limit for it.
+        self.call_with("assistant.threads.setStatus", Payload::Json(body), true, false).await.map(|_| ())
     }
 
     async fn thread_replies(

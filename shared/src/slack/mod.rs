@@ -1,6 +1,7 @@
-//! Slack: request signatures, mrkdwn rendering and the Web API client.
+//! Slack: request signatures, mrkdwn rendering, the Web API client and file transfers.
 
 pub mod client;
+pub mod files;
 pub mod mrkdwn;
 pub mod signature;
 

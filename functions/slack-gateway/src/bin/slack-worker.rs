@@ -14,6 +14,7 @@ use shared::aws::sqs::SqsUsageSink;
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::ports::SlackSecretSource;
 use shared::slack::client::SlackWebClient;
+use shared::slack::files::{SlackFileFetcher, SlackFiles};
 use shared::telemetry::{init_logging, Metrics};
 use slack_gateway::feedback::{FeedbackRecorder, FeedbackSink};
 use slack_gateway::worker::{Worker, WorkerConfig};
@@ -27,13 +28,16 @@ async fn main() -> Result<(), Error> {
         .load()
         .await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let fetcher = SlackFileFetcher::new(&secret.bot_token, config.file_hosts.clone())?;
+    let slack = Arc::new(SlackWebClient::new(&config.slack_api_base, secret.bot_token)?);
     let worker = Worker {
         agent: Arc::new(BedrockAgent::new(
             shared::aws::agent::agent_client(&sdk),
             &config.agent_id,
             &config.agent_alias_id,
         )),
-        chat: Arc::new(SlackWebClient::new(&config.slack_api_base, secret.bot_token)?),
+        chat: slack.clone(),
+        files: Arc::new(SlackFiles::new(fetcher, slack)),
         analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(&sdk), &config.events_stream_name)),
         usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &config.usage_queue_url)),
         conversations: Arc::new(DynamoDbConversations::new(dynamodb.clone(), &config.conversations_table)),
@@ -51,7 +55,7 @@ async fn main() -> Result<(), Error> {
         }),
         spend: Arc::new(DynamoDbUsageReader::new(dynamodb, &config.usage_table)),
         prices: Arc::new(shared::pricing::source::load_configured(&sdk).await?),
-        metrics: Metrics::stdout(&config.metrics_namespace),
+        metrics: Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
         settings: config.settings,
     };
     let worker = &worker;
