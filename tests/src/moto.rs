@@ -31,16 +31,24 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto_server and waits until it answers.
+    /// Starts moto_server (through `tests/moto/serve.py`, which serialises DynamoDB requests:
+    /// see there) and waits until it answers. `MOTO_STDERR=path` keeps moto's request log and
+    /// tracebacks in that file.
     pub fn start() -> std::io::Result<Moto> {
-        let bin = tools_bin()?.join("moto_server");
+        let python = tools_bin()?.join("python3");
+        let serve = workspace_root().join("tests/moto/serve.py");
         let port = free_port()?;
         let parent = std::process::id();
-        let child = Command::new(&bin)
+        let stderr = match std::env::var_os("MOTO_STDERR") {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        };
+        let child = Command::new(&python)
+            .arg(&serve)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()?;
         // The watchdog ends moto when the test binary goes away, however it goes away (statics
         // are never dropped). It watches moto itself, so a dropped Moto leaves nothing behind.
