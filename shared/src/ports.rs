@@ -268,15 +268,47 @@ pub struct ChatError {
     pub error: String,
 }
 
+impl ChatError {
+    /// Whether Slack refused the message's Block Kit blocks (`invalid_blocks`,
+    /// `invalid_blocks_format`, `only_one_table_allowed`, `msg_blocks_too_long`): nothing was
+    /// posted, and the same message without blocks can be sent.
+    pub fn refused_blocks(&self) -> bool {
+        self.error.starts_with("invalid_blocks")
+            || matches!(self.error.as_str(), "only_one_table_allowed" | "msg_blocks_too_long")
+    }
+}
+
 /// The Slack Web API, as far as this product uses it.
 #[async_trait]
 pub trait ChatClient: Send + Sync {
     /// Posts `text` (mrkdwn) in the thread; returns the new message's ts.
     async fn post_message(&self, channel: &str, thread_ts: &str, text: &str) -> std::result::Result<String, ChatError>;
+    /// Posts a message shown as Block Kit `blocks`, with `text` as its notification and
+    /// fallback text. Clients that cannot send blocks post the text alone.
+    async fn post_message_with_blocks(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        text: &str,
+        _blocks: &[serde_json::Value],
+    ) -> std::result::Result<String, ChatError> {
+        self.post_message(channel, thread_ts, text).await
+    }
     async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> std::result::Result<(), ChatError>;
     async fn remove_reaction(&self, channel: &str, ts: &str, name: &str) -> std::result::Result<(), ChatError>;
     /// Replaces the text of a message the bot posted (`chat.update`), waiting out rate limits.
     async fn update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError>;
+    /// Replaces a message the bot posted with `blocks` and `text` (as [`Self::update_message`]).
+    /// Clients that cannot send blocks replace the text alone.
+    async fn update_message_with_blocks(
+        &self,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        _blocks: &[serde_json::Value],
+    ) -> std::result::Result<(), ChatError> {
+        self.update_message(channel, ts, text).await
+    }
     /// One `chat.update` attempt: a rate limit or failure comes back at once (error
     /// `ratelimited`...), for progress edits that are better skipped than queued.
     async fn try_update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError>;

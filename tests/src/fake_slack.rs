@@ -1,6 +1,7 @@
 //! A fake Slack Web API on loopback: it records every call (method, parameters, whether the bot
-//! token was presented), answers like Slack does, keeps threads for `conversations.replies`, and
-//! injects faults (rate limits, 5xx, Slack errors) on demand.
+//! token was presented), answers like Slack does, keeps threads for `conversations.replies`
+//! (with each message's Block Kit blocks), and injects faults (rate limits, 5xx, Slack errors,
+//! a refusal of table blocks) on demand.
 //!
 //! The server runs on its own thread and runtime, so one instance ([`FakeSlack::shared`]) can
 //! serve every test of a binary concurrently; tests keep apart by using their own channel ids.
@@ -78,6 +79,16 @@ impl RecordedCall {
     pub fn param(&self, name: &str) -> &str {
         self.params.get(name).and_then(Value::as_str).unwrap_or_default()
     }
+
+    /// The Block Kit blocks sent with the call (`blocks`), if any.
+    pub fn blocks(&self) -> Option<&Vec<Value>> {
+        self.params.get("blocks").and_then(Value::as_array)
+    }
+}
+
+/// Whether `blocks` (a call's `blocks` parameter) hold a `table` block.
+fn has_table(blocks: Option<&Value>) -> bool {
+    blocks.and_then(Value::as_array).is_some_and(|b| b.iter().any(|block| block["type"] == "table"))
 }
 
 struct PendingFault {
@@ -99,6 +110,8 @@ struct Store {
     hosted: HashMap<String, (String, Vec<u8>)>,
     /// When each call of `calls` arrived (same index): every request records exactly one call.
     times: Vec<std::time::Instant>,
+    /// Channels where messages with a table block are refused with `invalid_blocks`.
+    refuse_tables: std::collections::HashSet<String>,
 }
 
 struct Inner {
@@ -313,6 +326,26 @@ impl FakeSlack {
         self.inner.store().uploads.get(file_id).cloned()
     }
 
+    /// From now on, refuses every `chat.postMessage` and `chat.update` in `channel` that carries
+    /// a `table` block, with `invalid_blocks` (as a workspace without table blocks would); the
+    /// refused calls are recorded with that fault.
+    pub fn refuse_table_blocks(&self, channel: &str) {
+        self.inner.store().refuse_tables.insert(channel.to_string());
+    }
+
+    /// The Block Kit blocks of message `ts` in `channel` as a Slack user sees it now (edits
+    /// applied); None for a text-only message.
+    pub fn message_blocks(&self, channel: &str, ts: &str) -> Option<Value> {
+        self.inner
+            .store()
+            .threads
+            .iter()
+            .filter(|((c, _), _)| c == channel)
+            .flat_map(|(_, messages)| messages.iter())
+            .find(|m| m.get("ts").and_then(Value::as_str) == Some(ts))
+            .and_then(|m| m.get("blocks").cloned())
+    }
+
     /// Makes the next call of `method` (in `channel`, when given) fail with `fault`. Faults
     /// queue: several for the same call apply to successive calls, in order.
     pub fn fail_next(&self, method: &str, channel: Option<&str>, fault: Fault) {
@@ -422,7 +455,15 @@ async fn handle(
     }
     let fault_at =
         store.faults.iter().position(|f| f.method == method && (f.channel.is_none() || f.channel == channel));
-    let fault = fault_at.map(|i| store.faults.remove(i).fault);
+    let mut fault = fault_at.map(|i| store.faults.remove(i).fault);
+    let refuses_tables = channel.as_ref().is_some_and(|c| store.refuse_tables.contains(c));
+    if fault.is_none()
+        && refuses_tables
+        && matches!(method.as_str(), "chat.postMessage" | "chat.update")
+        && has_table(params.get("blocks"))
+    {
+        fault = Some(Fault::SlackError("invalid_blocks".into()));
+    }
 
     let response = match &fault {
         Some(fault) => fault_response(fault),
@@ -470,6 +511,9 @@ impl Store {
                 if let Some(thread_ts) = thread_ts {
                     message["thread_ts"] = json!(thread_ts);
                 }
+                if let Some(blocks) = params.get("blocks").filter(|b| b.is_array()) {
+                    message["blocks"] = blocks.clone();
+                }
                 let root = thread_ts.unwrap_or(&ts).to_string();
                 self.threads.entry((channel.to_string(), root)).or_default().push(message.clone());
                 json!({ "ok": true, "channel": channel, "ts": ts, "message": message })
@@ -479,13 +523,20 @@ impl Store {
                     return error_body("message_not_found");
                 };
                 let text = str_param("text").unwrap_or_default();
+                // As Slack does: an edit without `blocks` keeps the message's blocks.
+                let blocks = params.get("blocks").filter(|b| b.is_array());
                 let found = self
                     .threads
                     .iter_mut()
                     .filter(|((c, _), _)| c == channel)
                     .flat_map(|(_, messages)| messages.iter_mut())
                     .filter(|m| m.get("ts").and_then(Value::as_str) == Some(ts))
-                    .map(|m| m["text"] = json!(text))
+                    .map(|m| {
+                        m["text"] = json!(text);
+                        if let Some(blocks) = blocks {
+                            m["blocks"] = blocks.clone();
+                        }
+                    })
                     .count();
                 if found == 0 {
                     return error_body("message_not_found");

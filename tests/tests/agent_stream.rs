@@ -77,6 +77,7 @@ fn every_script_loads() {
             "slow_stream",
             "stream_cut",
             "stream_exception",
+            "table_answer",
             "throttled_then_ok",
             "unpriced_model",
         ]

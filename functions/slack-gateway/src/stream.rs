@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use shared::domain::ThreadRef;
 use shared::ports::{ChatClient, ChatError, ConversationStore};
-use shared::slack::{split_message, to_mrkdwn, MAX_MESSAGE_CHARS};
+use shared::slack::{split_message, to_mrkdwn, Reply, MAX_MESSAGE_CHARS};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -249,25 +249,28 @@ impl LiveReply {
 
     /// Sends the final message parts: the first replaces the early message when there is one
     /// (or is posted), the rest are posted after it. Returns the ts of the first.
-    pub async fn deliver(&self, parts: Vec<String>) -> Result<String, ChatError> {
-        let channel = self.thread.channel_id.as_str();
-        let thread_ts = self.thread.thread_ts.as_str();
+    ///
+    /// A part with blocks (a table) is sent with them; when Slack refuses them, the same part
+    /// goes again as text (its tables as code blocks), and the turn's other parts go as text too.
+    /// A refused call posts or edits nothing, so the answer is never lost nor shown twice.
+    pub async fn deliver(&self, parts: Vec<Reply>) -> Result<String, ChatError> {
         let more = parts.len() > 1;
+        let mut blocks_ok = true;
         let mut parts = parts.into_iter();
         let Some(first) = parts.next() else {
             return Ok(self.ts().unwrap_or_default());
         };
         let first_ts = match self.ts() {
-            Some(ts) => match self.chat.update_message(channel, &ts, &first).await {
+            Some(ts) => match self.update_part(&ts, &first, &mut blocks_ok).await {
                 Ok(()) => ts,
                 Err(e) => {
                     // Deleted by someone, or Slack refuses the edit: the answer must still land.
                     warn!(error = %e, "could not put the answer into the early message; posting it");
-                    self.chat.post_message(channel, thread_ts, &first).await?
+                    self.post_part(&first, &mut blocks_ok).await?
                 }
             },
             None => {
-                let ts = self.chat.post_message(channel, thread_ts, &first).await?;
+                let ts = self.post_part(&first, &mut blocks_ok).await?;
                 if more {
                     // A failure posting the rest redelivers the turn: it must find this one.
                     self.remember(&ts).await;
@@ -277,10 +280,42 @@ impl LiveReply {
         };
         self.set_ts(&first_ts);
         for part in parts {
-            self.chat.post_message(channel, thread_ts, &part).await?;
+            self.post_part(&part, &mut blocks_ok).await?;
         }
         Ok(first_ts)
     }
+
+    /// Posts one part in the thread: with its blocks while Slack takes them, else as text.
+    async fn post_part(&self, part: &Reply, blocks_ok: &mut bool) -> Result<String, ChatError> {
+        let channel = self.thread.channel_id.as_str();
+        let thread_ts = self.thread.thread_ts.as_str();
+        if let Some(blocks) = part.blocks.as_deref().filter(|_| *blocks_ok) {
+            match self.chat.post_message_with_blocks(channel, thread_ts, &part.text, blocks).await {
+                Err(e) if e.refused_blocks() => blocks_refused(&e, blocks_ok),
+                other => return other,
+            }
+        }
+        self.chat.post_message(channel, thread_ts, &part.text).await
+    }
+
+    /// Replaces message `ts` with one part: with its blocks while Slack takes them, else as text.
+    async fn update_part(&self, ts: &str, part: &Reply, blocks_ok: &mut bool) -> Result<(), ChatError> {
+        let channel = self.thread.channel_id.as_str();
+        if let Some(blocks) = part.blocks.as_deref().filter(|_| *blocks_ok) {
+            match self.chat.update_message_with_blocks(channel, ts, &part.text, blocks).await {
+                Err(e) if e.refused_blocks() => blocks_refused(&e, blocks_ok),
+                other => return other,
+            }
+        }
+        self.chat.update_message(channel, ts, &part.text).await
+    }
+}
+
+/// Slack refused a part's blocks: warns (the error code only, never the content) and sends the
+/// rest of the turn as text.
+fn blocks_refused(e: &ChatError, blocks_ok: &mut bool) {
+    warn!(slack_method = e.method, error = %e.error, "slack refused the answer's table blocks; sending it as text");
+    *blocks_ok = false;
 }
 
 /// The text so far and its version.

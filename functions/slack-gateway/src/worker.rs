@@ -14,6 +14,7 @@ use shared::ports::{
     TurnStart, UsageReader, UsageSink,
 };
 use shared::retry::Backoff;
+use shared::slack::Reply;
 use shared::telemetry::{Metrics, Unit};
 use tracing::{error, info, warn};
 
@@ -410,7 +411,7 @@ impl Worker {
                 let text = if t.text.trim().is_empty() { NO_ANSWER } else { &t.text };
                 live.deliver(reply_parts(text, &t.sources, notice.as_deref())).await
             }
-            _ => live.deliver(vec![APOLOGY.to_string()]).await,
+            _ => live.deliver(vec![Reply::plain(APOLOGY)]).await,
         };
         status.clear(m, shown).await;
         let reply_ts = match post {
@@ -477,7 +478,7 @@ impl Worker {
         live: &LiveReply,
     ) -> Result<(), WorkError> {
         let thread = m.thread();
-        let reply_ts = live.deliver(vec![text.to_string()]).await?;
+        let reply_ts = live.deliver(vec![Reply::plain(text)]).await?;
         let latency_ms = started.elapsed().as_millis() as u64;
         let analytics = self.analytics_event(
             m,
@@ -729,17 +730,16 @@ impl Worker {
     }
 }
 
-/// The answer as Slack messages: mrkdwn, sources listed, split to Slack's size, the budget
-/// notice (if any) on the last one.
-fn reply_parts(text: &str, sources: &[String], notice: Option<&str>) -> Vec<String> {
+/// The answer as Slack messages: mrkdwn, sources listed, split to Slack's size, a table as a
+/// table block where Slack can show one, the budget notice (if any) on the last message.
+fn reply_parts(text: &str, sources: &[String], notice: Option<&str>) -> Vec<Reply> {
     let mut parts = shared::slack::mrkdwn::render_reply(text, sources);
     if let Some(n) = notice {
         match parts.last_mut() {
-            Some(last) if last.chars().count() + n.chars().count() + 2 <= shared::slack::MAX_MESSAGE_CHARS => {
-                last.push_str("\n\n");
-                last.push_str(n);
+            Some(last) if last.text.chars().count() + n.chars().count() + 2 <= shared::slack::MAX_MESSAGE_CHARS => {
+                last.push_paragraph(n);
             }
-            _ => parts.push(n.to_string()),
+            _ => parts.push(Reply::plain(n)),
         }
     }
     parts
@@ -759,6 +759,20 @@ mod tests {
             day: Spend { cost_usd: day, ..Spend::default() },
             month: Spend { cost_usd: month, ..Spend::default() },
         }
+    }
+
+    #[test]
+    fn the_budget_notice_ends_the_last_message_in_its_text_and_its_blocks() {
+        let notice = "_You've used 85% of your daily budget._";
+        let parts = reply_parts("Costs:\n\n| Model | Cost |\n|---|--:|\n| Haiku | $4 |", &[], Some(notice));
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0].text.starts_with("Costs:\n\n```\n") && parts[0].text.ends_with(notice), "{}", parts[0].text);
+        let blocks = parts[0].blocks.as_ref().expect("a table block");
+        assert_eq!(blocks[1]["type"], "table");
+        assert_eq!(blocks.last().map(|b| &b["text"]["text"]), Some(&serde_json::json!(notice)));
+
+        let parts = reply_parts("No table here.", &[], Some(notice));
+        assert_eq!(parts, vec![Reply::plain(format!("No table here.\n\n{notice}"))]);
     }
 
     #[test]

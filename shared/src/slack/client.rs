@@ -16,6 +16,19 @@ use crate::ports::{ChatClient, ChatError, ThreadMessage};
 use crate::retry::Backoff;
 use crate::{Error, Result};
 
+/// The bot token as an `Authorization: Bearer` header, marked sensitive so it is never logged.
+/// The error never quotes the token: it only says what is wrong with it.
+pub(crate) fn bearer(bot_token: &SecretString) -> Result<HeaderValue> {
+    let token = bot_token.expose_secret().trim();
+    if token.is_empty() {
+        return Err(Error::Config("the Slack bot token is empty".into()));
+    }
+    let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| Error::Config("the Slack bot token contains characters not allowed in a header".into()))?;
+    authorization.set_sensitive(true);
+    Ok(authorization)
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Per attempt; the worker's own deadline bounds the whole turn.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,14 +95,7 @@ impl SlackWebClient {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| Error::Config(format!("SLACK_API_BASE is not an http(s) URL: {trimmed:?}")))?;
-        let token = bot_token.expose_secret().trim();
-        if token.is_empty() {
-            return Err(Error::Config("the Slack bot token is empty".into()));
-        }
-        // The message must not quote the token, so it only says what is wrong with it.
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| Error::Config("the Slack bot token contains characters not allowed in a header".into()))?;
-        authorization.set_sensitive(true);
+        let authorization = bearer(&bot_token)?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -122,6 +128,30 @@ impl SlackWebClient {
     pub async fn update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError> {
         let body = json!({ "channel": channel, "ts": ts, "text": text });
         self.call("chat.update", Payload::Json(body), true).await.map(|_| ())
+    }
+
+    /// `chat.postMessage` in the thread (top level when `thread_ts` is empty), with `blocks`
+    /// when given; returns the new message's ts.
+    async fn post_in_thread(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        text: &str,
+        blocks: Option<&[Value]>,
+    ) -> std::result::Result<String, ChatError> {
+        let mut body = json!({ "channel": channel, "text": text, "unfurl_links": false });
+        if !thread_ts.is_empty() {
+            body["thread_ts"] = json!(thread_ts);
+        }
+        if let Some(blocks) = blocks {
+            body["blocks"] = json!(blocks);
+        }
+        let answer = self.call("chat.postMessage", Payload::Json(body), false).await?;
+        answer
+            .get("ts")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| ChatError { method: "chat.postMessage", error: "invalid_response".into() })
     }
 
     /// Posts a top-level Block Kit message (`text` is the notification fallback); returns its ts.
@@ -401,16 +431,17 @@ fn thread_messages(answer: &Value, limit: usize) -> Vec<ThreadMessage> {
 #[async_trait]
 impl ChatClient for SlackWebClient {
     async fn post_message(&self, channel: &str, thread_ts: &str, text: &str) -> std::result::Result<String, ChatError> {
-        let mut body = json!({ "channel": channel, "text": text, "unfurl_links": false });
-        if !thread_ts.is_empty() {
-            body["thread_ts"] = json!(thread_ts);
-        }
-        let answer = self.call("chat.postMessage", Payload::Json(body), false).await?;
-        answer
-            .get("ts")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| ChatError { method: "chat.postMessage", error: "invalid_response".into() })
+        self.post_in_thread(channel, thread_ts, text, None).await
+    }
+
+    async fn post_message_with_blocks(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        text: &str,
+        blocks: &[Value],
+    ) -> std::result::Result<String, ChatError> {
+        self.post_in_thread(channel, thread_ts, text, Some(blocks)).await
     }
 
     async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> std::result::Result<(), ChatError> {
@@ -431,6 +462,17 @@ impl ChatClient for SlackWebClient {
 
     async fn update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError> {
         SlackWebClient::update_message(self, channel, ts, text).await
+    }
+
+    async fn update_message_with_blocks(
+        &self,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        blocks: &[Value],
+    ) -> std::result::Result<(), ChatError> {
+        let body = json!({ "channel": channel, "ts": ts, "text": text, "blocks": blocks });
+        self.call("chat.update", Payload::Json(body), true).await.map(|_| ())
     }
 
     async fn try_update_message(&self, channel: &str, ts: &str, text: &str) -> std::result::Result<(), ChatError> {
@@ -518,6 +560,17 @@ mod tests {
         assert_eq!(messages[2].text, "");
         assert_eq!(thread_messages(&answer, 2).len(), 2);
         assert!(thread_messages(&json!({"ok": true}), 10).is_empty());
+    }
+
+    #[test]
+    fn refusals_of_blocks_are_told_apart_from_other_failures() {
+        let error = |e: &str| ChatError { method: "chat.postMessage", error: e.into() };
+        for refused in ["invalid_blocks", "invalid_blocks_format", "only_one_table_allowed", "msg_blocks_too_long"] {
+            assert!(error(refused).refused_blocks(), "{refused}");
+        }
+        for other in ["ratelimited", "channel_not_found", "transport", "http_500", "msg_too_long"] {
+            assert!(!error(other).refused_blocks(), "{other}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use reqwest::Url;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::ports::{ChatError, DownloadedFile, FileFetchError, FileTransfer};
 use crate::slack::client::{FileUpload, SlackWebClient};
@@ -138,13 +138,7 @@ impl std::fmt::Debug for SlackFileFetcher {
 impl SlackFileFetcher {
     /// A fetcher sending `bot_token` to `hosts` only.
     pub fn new(bot_token: &SecretString, hosts: FileHosts) -> Result<Self> {
-        let token = bot_token.expose_secret().trim();
-        if token.is_empty() {
-            return Err(Error::Config("the Slack bot token is empty".into()));
-        }
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| Error::Config("the Slack bot token contains characters not allowed in a header".into()))?;
-        authorization.set_sensitive(true);
+        let authorization = crate::slack::client::bearer(bot_token)?;
         let http = reqwest::Client::builder()
             // Every redirect is re-checked against the allow-list before it is followed.
             .redirect(reqwest::redirect::Policy::none())

@@ -6,5 +6,5 @@ pub mod mrkdwn;
 pub mod signature;
 
 pub use client::SlackWebClient;
-pub use mrkdwn::{render_reply, split_message, to_mrkdwn, MAX_MESSAGE_CHARS};
+pub use mrkdwn::{render_reply, split_message, to_mrkdwn, Reply, MAX_MESSAGE_CHARS};
 pub use signature::{sign, verify, SignatureError};

@@ -2,11 +2,25 @@
 //!
 //! Rendering walks pulldown-cmark events (never regexes), so emphasis, links and code are
 //! recognised exactly as CommonMark defines them.
+//!
+//! Tables: in the mrkdwn text a table is a fixed-width code block (mrkdwn has no tables). A
+//! message part whose text holds a top-level table that fits Slack's `table` block also gets
+//! Block Kit blocks: the text around it as mrkdwn sections and the table as a `table` block
+//! (one per message, Slack's rule). The text stays the whole answer: it is the notification,
+//! and the message Slack shows when it refuses the blocks.
 
 use pulldown_cmark::{Alignment, Event, LinkType, Options, Parser, Tag, TagEnd};
+use serde_json::{json, Value};
 
 /// The most characters [`render_reply`] puts in one message (Slack truncates text over 4,000).
 pub const MAX_MESSAGE_CHARS: usize = 3_900;
+/// Slack's limits on a `table` block: rows (the header included) and cells per row.
+pub const MAX_TABLE_ROWS: usize = 100;
+pub const MAX_TABLE_COLUMNS: usize = 20;
+/// Slack's limit on the text of one section block.
+const MAX_SECTION_CHARS: usize = 3_000;
+/// Slack's limit on the blocks of one message.
+const MAX_BLOCKS: usize = 50;
 
 /// [`split_message`] never splits into parts smaller than this, whatever it is asked.
 const MIN_SPLIT_CHARS: usize = 64;
@@ -30,6 +44,11 @@ pub fn escape(text: &str) -> String {
 
 /// Converts Markdown to Slack mrkdwn.
 pub fn to_mrkdwn(markdown: &str) -> String {
+    render(markdown).0
+}
+
+/// The mrkdwn and the top-level tables written into it as code blocks.
+fn render(markdown: &str) -> (String, Vec<RenderedTable>) {
     let mut options = Options::empty();
     options.insert(Options::ENABLE_STRIKETHROUGH);
     options.insert(Options::ENABLE_TABLES);
@@ -37,13 +56,72 @@ pub fn to_mrkdwn(markdown: &str) -> String {
     for event in Parser::new_ext(markdown, options) {
         renderer.event(event);
     }
-    renderer.finish()
+    let tables = std::mem::take(&mut renderer.tables);
+    (renderer.finish(), tables)
+}
+
+/// One Slack message of a rendered answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The whole part as mrkdwn, tables as fixed-width code blocks: the message's `text`.
+    pub text: String,
+    /// The same part as Block Kit (mrkdwn sections around one `table` block), when it holds a
+    /// table Slack can show as one; None means a text-only message.
+    pub blocks: Option<Vec<Value>>,
+}
+
+impl Reply {
+    /// A text-only message.
+    pub fn plain(text: impl Into<String>) -> Reply {
+        Reply { text: text.into(), blocks: None }
+    }
+
+    /// Appends a paragraph of mrkdwn (e.g. a notice) to the text and to the blocks.
+    pub fn push_paragraph(&mut self, mrkdwn: &str) {
+        if !self.text.is_empty() {
+            self.text.push_str("\n\n");
+        }
+        self.text.push_str(mrkdwn);
+        if let Some(blocks) = &mut self.blocks {
+            blocks.extend(sections(mrkdwn));
+        }
+        if self.blocks.as_ref().is_some_and(|b| b.len() > MAX_BLOCKS) {
+            self.blocks = None;
+        }
+    }
+
+    /// A message part: with blocks when it holds the whole code block of a table that fits a
+    /// `table` block (the first such table; any other stays a code block).
+    fn from_part(text: String, tables: &[RenderedTable]) -> Reply {
+        let first = tables
+            .iter()
+            .filter(|t| t.fits())
+            .filter_map(|t| text.find(&t.code).map(|at| (at, t)))
+            .min_by_key(|(at, _)| *at);
+        let Some((at, table)) = first else { return Reply::plain(text) };
+        let mut blocks = sections(&text[..at]);
+        blocks.push(table.block());
+        blocks.extend(sections(&text[at + table.code.len()..]));
+        if blocks.len() > MAX_BLOCKS {
+            return Reply::plain(text);
+        }
+        Reply { text, blocks: Some(blocks) }
+    }
+}
+
+/// Mrkdwn as section blocks of at most [`MAX_SECTION_CHARS`]; none for blank text.
+fn sections(mrkdwn: &str) -> Vec<Value> {
+    split_message(mrkdwn, MAX_SECTION_CHARS)
+        .into_iter()
+        .map(|text| json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } }))
+        .collect()
 }
 
 /// The answer as mrkdwn, then a `*Sources*` section when there are sources, split into
-/// messages of at most [`MAX_MESSAGE_CHARS`] characters. Empty when there is nothing to say.
-pub fn render_reply(answer_markdown: &str, sources: &[String]) -> Vec<String> {
-    let mut text = to_mrkdwn(answer_markdown);
+/// messages of at most [`MAX_MESSAGE_CHARS`] characters, each with its table block when it has
+/// a table that fits one. Empty when there is nothing to say.
+pub fn render_reply(answer_markdown: &str, sources: &[String]) -> Vec<Reply> {
+    let (mut text, tables) = render(answer_markdown);
     let section = sources_section(sources);
     if !section.is_empty() {
         if !text.is_empty() {
@@ -51,7 +129,7 @@ pub fn render_reply(answer_markdown: &str, sources: &[String]) -> Vec<String> {
         }
         text.push_str(&section);
     }
-    split_message(&text, MAX_MESSAGE_CHARS)
+    split_message(&text, MAX_MESSAGE_CHARS).into_iter().map(|part| Reply::from_part(part, &tables)).collect()
 }
 
 /// `*Sources*` then one `• source` line per distinct source; URLs become links.
@@ -258,12 +336,69 @@ struct PendingLink {
     label: String,
 }
 
+/// A table being read. Each cell is kept twice: as the code block shows it (a link's URL in
+/// brackets after its label) and as plain text for a table block (a link as its label).
 #[derive(Default)]
 struct Table {
     alignments: Vec<Alignment>,
     rows: Vec<Vec<String>>,
     row: Vec<String>,
     cell: String,
+    plain_rows: Vec<Vec<String>>,
+    plain_row: Vec<String>,
+    plain_cell: String,
+}
+
+/// A top-level table, written into the text as a code block.
+#[derive(Debug, Clone)]
+struct RenderedTable {
+    /// Its code block, exactly as written in the text (fences included).
+    code: String,
+    /// Header row first; cells as plain text.
+    rows: Vec<Vec<String>>,
+    alignments: Vec<Alignment>,
+}
+
+impl RenderedTable {
+    fn columns(&self) -> usize {
+        self.rows.iter().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// Whether Slack's `table` block can hold it.
+    fn fits(&self) -> bool {
+        let columns = self.columns();
+        !self.rows.is_empty() && self.rows.len() <= MAX_TABLE_ROWS && (1..=MAX_TABLE_COLUMNS).contains(&columns)
+    }
+
+    /// The `table` block: raw_text cells, every row as wide as the widest, alignment per column.
+    fn block(&self) -> Value {
+        let columns = self.columns();
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let cells: Vec<Value> = (0..columns)
+                    .map(|c| {
+                        // An empty text is likely refused: a blank cell is a space.
+                        let text = row.get(c).map(String::as_str).filter(|t| !t.is_empty()).unwrap_or(" ");
+                        json!({ "type": "raw_text", "text": text })
+                    })
+                    .collect();
+                Value::Array(cells)
+            })
+            .collect();
+        let settings: Vec<Value> = (0..columns)
+            .map(|c| {
+                let align = match self.alignments.get(c) {
+                    Some(Alignment::Center) => "center",
+                    Some(Alignment::Right) => "right",
+                    _ => "left",
+                };
+                json!({ "align": align, "is_wrapped": true })
+            })
+            .collect();
+        json!({ "type": "table", "rows": rows, "column_settings": settings })
+    }
 }
 
 #[derive(Default)]
@@ -280,6 +415,8 @@ struct Renderer {
     in_code_block: bool,
     links: Vec<PendingLink>,
     table: Option<Table>,
+    /// The top-level tables written so far.
+    tables: Vec<RenderedTable>,
 }
 
 impl Renderer {
@@ -358,11 +495,13 @@ impl Renderer {
             Tag::TableHead | Tag::TableRow => {
                 if let Some(table) = &mut self.table {
                     table.row.clear();
+                    table.plain_row.clear();
                 }
             }
             Tag::TableCell => {
                 if let Some(table) = &mut self.table {
                     table.cell.clear();
+                    table.plain_cell.clear();
                 }
             }
             Tag::Emphasis => self.marker("_"),
@@ -411,22 +550,35 @@ impl Renderer {
                 if let Some(table) = &mut self.table {
                     let cell = std::mem::take(&mut table.cell);
                     table.row.push(cell.trim().to_string());
+                    let plain = std::mem::take(&mut table.plain_cell);
+                    table.plain_row.push(plain.trim().to_string());
                 }
             }
             TagEnd::TableHead | TagEnd::TableRow => {
                 if let Some(table) = &mut self.table {
                     let row = std::mem::take(&mut table.row);
                     table.rows.push(row);
+                    let plain = std::mem::take(&mut table.plain_row);
+                    table.plain_rows.push(plain);
                 }
             }
             TagEnd::Table => {
                 if let Some(table) = self.table.take() {
+                    let start = self.out.len();
                     self.write("```\n");
                     for line in render_table(&table) {
                         self.write(&escape(&line));
                         self.newline();
                     }
                     self.write("```");
+                    // A table block cannot sit inside a quote or a list item: those stay code.
+                    if self.containers.is_empty() {
+                        self.tables.push(RenderedTable {
+                            code: self.out[start..].to_string(),
+                            rows: table.plain_rows,
+                            alignments: table.alignments,
+                        });
+                    }
                 }
                 self.end_block();
             }
@@ -457,7 +609,9 @@ impl Renderer {
         let linkable = url.contains(':') && !url.is_empty();
         let same = label.is_empty() || label == url;
         if let Some(table) = &mut self.table {
-            // Inside a code block a link cannot be clickable: show both parts.
+            // Inside a code block a link cannot be clickable: show both parts. A table block
+            // cell is raw text: the label alone.
+            table.plain_cell.push_str(if label.is_empty() { &url } else { &label });
             let text = if same { url } else { format!("{label} ({url})") };
             table.cell.push_str(&text);
             return;
@@ -477,6 +631,7 @@ impl Renderer {
             link.label.push_str(text);
         } else if let Some(table) = &mut self.table {
             table.cell.push_str(text);
+            table.plain_cell.push_str(text);
         } else {
             self.write(&escape(text));
         }
@@ -487,6 +642,7 @@ impl Renderer {
             link.label.push_str(code);
         } else if let Some(table) = &mut self.table {
             table.cell.push_str(code);
+            table.plain_cell.push_str(code);
         } else {
             self.write(&format!("`{}`", escape(code)));
         }
@@ -504,6 +660,7 @@ impl Renderer {
             link.label.push(' ');
         } else if let Some(table) = &mut self.table {
             table.cell.push(' ');
+            table.plain_cell.push(' ');
         } else {
             self.newline();
         }
@@ -814,12 +971,11 @@ mod tests {
         let parts = render_reply("**Answer**: yes.", &sources);
         assert_eq!(
             parts,
-            vec![
+            vec![Reply::plain(
                 "*Answer*: yes.\n\n*Sources*\n• <https://wiki.example.com/runbook?a=1&b=2>\n• s3://kb-bucket/policies/leave &lt;2024&gt;.pdf"
-                    .to_string()
-            ]
+            )]
         );
-        assert_eq!(render_reply("just this", &[]), vec!["just this".to_string()]);
+        assert_eq!(render_reply("just this", &[]), vec![Reply::plain("just this")]);
         assert!(render_reply("", &[]).is_empty());
     }
 
@@ -838,7 +994,13 @@ mod tests {
             i += 1;
         }
         let sources: Vec<String> = (0..5).map(|n| format!("https://docs.example.com/{n}")).collect();
-        let parts = render_reply(&md, &sources);
+        let parts: Vec<String> = render_reply(&md, &sources)
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.blocks, None, "no table, no blocks");
+                r.text
+            })
+            .collect();
         assert!(parts.len() >= 3, "{}", parts.len());
         for part in &parts {
             assert!(part.chars().count() <= MAX_MESSAGE_CHARS, "{}", part.chars().count());
@@ -853,5 +1015,162 @@ mod tests {
         }
         assert!(parts.last().is_some_and(|p| p.ends_with("• <https://docs.example.com/4>")));
         assert!(!all.contains("**"));
+    }
+
+    /// The table blocks of a reply.
+    fn table_blocks(reply: &Reply) -> Vec<&Value> {
+        reply.blocks.iter().flatten().filter(|b| b["type"] == "table").collect()
+    }
+
+    /// A table block's cells as strings, row by row.
+    fn cells(table: &Value) -> Vec<Vec<String>> {
+        table["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|row| {
+                row.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        assert_eq!(c["type"], "raw_text", "{c}");
+                        c["text"].as_str().unwrap_or_default().to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn section(text: &str) -> Value {
+        json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })
+    }
+
+    /// A Markdown table of `rows` rows (the header included) and `columns` columns.
+    fn markdown_table(rows: usize, columns: usize) -> String {
+        let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+        let mut md = line((0..columns).map(|c| format!("h{c}")).collect());
+        md.push_str(&line((0..columns).map(|_| "---".to_string()).collect()));
+        for r in 1..rows {
+            md.push_str(&line((0..columns).map(|c| format!("r{r}c{c}")).collect()));
+        }
+        md
+    }
+
+    #[test]
+    fn a_table_becomes_a_table_block_between_sections() {
+        let md = "Costs by model:\n\n| Model | Calls | Cost |\n|:--|--:|:-:|\n| **Haiku** | 1,204 | $4.12 |\n| `sonnet` & co | 310 | [report](https://e.com/r) |\n\nSonnet is *most* of it.";
+        let parts = render_reply(md, &["https://wiki.example.com/costs".to_string()]);
+        assert_eq!(parts.len(), 1);
+        let reply = &parts[0];
+        // The text is the code-block rendering, as before: the notification and the fallback.
+        let code = "```\nModel        Calls            Cost\n-----------  -----  ------------------------\nHaiku        1,204           $4.12\nsonnet &amp; co    310  report (https://e.com/r)\n```";
+        assert_eq!(
+            reply.text,
+            format!(
+                "Costs by model:\n\n{code}\n\nSonnet is _most_ of it.\n\n*Sources*\n• <https://wiki.example.com/costs>"
+            )
+        );
+        let blocks = reply.blocks.as_ref().expect("blocks");
+        assert_eq!(blocks.len(), 3, "{blocks:#?}");
+        assert_eq!(blocks[0], section("Costs by model:"));
+        assert_eq!(
+            blocks[1],
+            json!({
+                "type": "table",
+                "rows": [
+                    [{"type": "raw_text", "text": "Model"}, {"type": "raw_text", "text": "Calls"}, {"type": "raw_text", "text": "Cost"}],
+                    [{"type": "raw_text", "text": "Haiku"}, {"type": "raw_text", "text": "1,204"}, {"type": "raw_text", "text": "$4.12"}],
+                    [{"type": "raw_text", "text": "sonnet & co"}, {"type": "raw_text", "text": "310"}, {"type": "raw_text", "text": "report"}]
+                ],
+                "column_settings": [
+                    {"align": "left", "is_wrapped": true},
+                    {"align": "right", "is_wrapped": true},
+                    {"align": "center", "is_wrapped": true}
+                ]
+            })
+        );
+        assert_eq!(blocks[2], section("Sonnet is _most_ of it.\n\n*Sources*\n• <https://wiki.example.com/costs>"));
+    }
+
+    #[test]
+    fn cells_are_plain_text_and_rows_are_padded_to_the_widest() {
+        let md = "| A | B | C |\n|---|---|---|\n| ~~old~~ _new_ **bold** | [x](https://e.com) `y` | <https://auto.example> |\n| only one |";
+        let parts = render_reply(md, &[]);
+        let tables = table_blocks(&parts[0]);
+        assert_eq!(tables.len(), 1);
+        assert_eq!(
+            cells(tables[0]),
+            vec![
+                vec!["A", "B", "C"],
+                vec!["old new bold", "x y", "https://auto.example"],
+                // A missing cell is a space: every row has the same number of cells.
+                vec!["only one", " ", " "],
+            ]
+        );
+        let settings = tables[0]["column_settings"].as_array().expect("settings");
+        assert!(settings.iter().all(|s| s["align"] == "left"), "no alignment given: left");
+        // A table alone: no section blocks around it.
+        assert_eq!(parts[0].blocks.as_ref().map(Vec::len), Some(1));
+        assert!(!parts[0].text.contains("**") && !parts[0].text.contains('|'), "{}", parts[0].text);
+    }
+
+    #[test]
+    fn tables_over_slacks_limits_stay_code_blocks() {
+        for (rows, columns, block) in [(100, 3, true), (101, 3, false), (3, 20, true), (3, 21, false)] {
+            let md = format!("Intro\n\n{}\nOutro", markdown_table(rows, columns));
+            let parts = render_reply(&md, &[]);
+            assert_eq!(parts.len(), 1, "{rows}x{columns}");
+            let reply = &parts[0];
+            assert!(reply.text.starts_with("Intro\n\n```\nh0"), "{rows}x{columns}: {}", reply.text);
+            let tables = table_blocks(reply);
+            if block {
+                assert_eq!(tables.len(), 1, "{rows}x{columns}");
+                let cells = cells(tables[0]);
+                assert_eq!(cells.len(), rows);
+                assert!(cells.iter().all(|r| r.len() == columns));
+                assert_eq!(cells[rows - 1][columns - 1], format!("r{}c{}", rows - 1, columns - 1));
+            } else {
+                assert!(tables.is_empty(), "{rows}x{columns}");
+                assert_eq!(reply.blocks, None, "{rows}x{columns}: text only");
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_first_table_of_a_message_is_a_block() {
+        let md = "First:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nSecond:\n\n| c | d |\n|---|--:|\n| 3 | 4 |\n\nEnd.";
+        let parts = render_reply(md, &[]);
+        assert_eq!(parts.len(), 1);
+        let blocks = parts[0].blocks.as_ref().expect("blocks");
+        assert_eq!(blocks.len(), 3, "{blocks:#?}");
+        assert_eq!(blocks[0], section("First:"));
+        assert_eq!(cells(&blocks[1]), vec![vec!["a", "b"], vec!["1", "2"]]);
+        assert_eq!(blocks[2], section("Second:\n\n```\nc  d\n-  -\n3  4\n```\n\nEnd."));
+        assert_eq!(table_blocks(&parts[0]).len(), 1, "Slack allows one table per message");
+    }
+
+    #[test]
+    fn answers_without_a_top_level_table_have_no_blocks() {
+        assert_eq!(
+            render_reply("Plain **answer** with `code`.", &[]),
+            vec![Reply::plain("Plain *answer* with `code`.")]
+        );
+        // A table block cannot be quoted or sit in a list item: that table stays a code block.
+        let quoted = render_reply("> | a | b |\n> |---|---|\n> | 1 | 2 |", &[]);
+        assert_eq!(quoted.len(), 1);
+        assert_eq!(quoted[0].blocks, None);
+        assert!(quoted[0].text.starts_with("> ```"), "{}", quoted[0].text);
+    }
+
+    #[test]
+    fn a_paragraph_appended_to_a_reply_goes_into_its_text_and_blocks() {
+        let mut reply = render_reply("| a |\n|---|\n| 1 |", &[]).remove(0);
+        reply.push_paragraph("_notice_");
+        assert!(reply.text.ends_with("```\n\n_notice_"), "{}", reply.text);
+        let blocks = reply.blocks.as_ref().expect("blocks");
+        assert_eq!(blocks.last(), Some(&section("_notice_")));
+        let mut plain = Reply::plain("text");
+        plain.push_paragraph("_notice_");
+        assert_eq!(plain, Reply::plain("text\n\n_notice_"));
     }
 }
