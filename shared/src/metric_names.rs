@@ -133,8 +133,16 @@ pub const METRICS: &[MetricSpec] = &[
         name: "SchemaDrift",
         unit: "Count",
         via: Via::Emf,
-        emissions: &[e(GW, &["EventType"]), e(GW, &[]), e(TL, &["EventType"]), e(TL, &[])],
-        meaning: "payloads of an unexpected shape (Slack events, work items, usage records) that were dropped or parsed partly",
+        emissions: &[
+            e(GW, &["EventType"]),
+            e(GW, &[]),
+            e(TL, &["EventType"]),
+            e(TL, &[]),
+            // The sweeper: pending_analytics / pending_usage copies that no longer parse (cleared).
+            e(MP, &["EventType"]),
+            e(MP, &[]),
+        ],
+        meaning: "payloads of an unexpected shape (Slack events, work items, usage records, pending copies kept on a turn) that were dropped or parsed partly",
     },
     MetricSpec {
         name: "DuplicateEvents",
@@ -293,6 +301,16 @@ pub const METRICS: &[MetricSpec] = &[
         emissions: &[e(MP, &["Action"])],
         meaning: "per bot action (AgentInvoke, ReplyPosted, AnalyticsPublished, UsagePublished): successes / attempts",
     },
+    MetricSpec {
+        name: "LoggingQueueDepth",
+        unit: "Count",
+        via: Via::PutMetricData,
+        // Full only: no alarm evaluates it (the usage queue's alarms use the free AWS/SQS metrics).
+        emissions: &[e(MP, &[])],
+        meaning: "usage records on the usage queue not yet logged: waiting + in flight (ApproximateNumberOfMessages + \
+                  ApproximateNumberOfMessagesNotVisible), read every 5 minutes; token-logging's poller takes waiting \
+                  records at once, so a failing or slow token-logging shows as records in flight, not waiting",
+    },
 ];
 
 /// The registered metric of that name.
@@ -329,6 +347,8 @@ mod tests {
         assert!(!Essential.publishes("EstimatedCost", &["AgentId", "ModelId"]), "no per-model series at essential");
         assert!(!Essential.publishes("APIErrors", &[]));
         assert!(!Essential.publishes("NotRegistered", &[]));
+        assert!(!Essential.publishes("LoggingQueueDepth", &[]) && Full.publishes("LoggingQueueDepth", &[]));
+        assert!(!Essential.publishes("SchemaDrift", &[]), "drift is alarmed at full only");
         assert!(Full.publishes("EstimatedCost", &["ModelId", "AgentId"]) && Full.publishes("NotRegistered", &[]));
         assert_eq!("essential".parse::<MetricsLevel>(), Ok(Essential));
         assert_eq!(Full.as_str().parse::<MetricsLevel>(), Ok(Full));

@@ -112,6 +112,7 @@ async fn publish(gw: &Gateway) -> Vec<MetricDatum> {
         sink: sink.clone(),
         settings: KpiSettings::default(),
         sweeper: None,
+        usage_queue: None,
     };
     p.run(chrono::Utc::now().timestamp_millis()).await.expect("publisher run");
     let out = sink.0.lock().unwrap().clone();

@@ -1,7 +1,7 @@
-//! metrics-publisher against the conversations table in moto: turns and feedback written by the
-//! real adapter, read back through the sparse GSIs, turned into the exact metrics the alarms use.
-//! (PutMetricData itself is tested with aws-smithy-mocks in the crate: moto does not serve the
-//! Rust SDK's CBOR protocol for CloudWatch.)
+//! metrics-publisher against the conversations table and the usage queue in moto: turns and
+//! feedback written by the real adapter, read back through the sparse GSIs, turned into the exact
+//! metrics the alarms use. (PutMetricData is tested with aws-smithy-mocks in the crate, and here
+//! against a recording endpoint: moto does not serve the Rust SDK's CBOR protocol for CloudWatch.)
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use metrics_publisher::cloudwatch::{MetricDatum, MetricSink, MetricUnit};
 use metrics_publisher::handler::MetricsPublisher;
 use metrics_publisher::kpi::KpiSettings;
+use metrics_publisher::sweep::SweepReport;
 use shared::aws::conversations::{DynamoDbConversations, FeedbackEntry, Sentiment};
 use shared::domain::{ThreadRef, TurnStatus};
 use shared::ports::{ConversationStore, TurnRecord};
@@ -134,6 +135,7 @@ async fn publishes_sla_satisfaction_gap_and_success_rates_from_the_table() {
         sink: sink.clone(),
         settings: KpiSettings::default(),
         sweeper: None,
+        usage_queue: None,
     };
     let out = publisher.run(NOW).await.expect("run");
     let sent = sink.0.lock().unwrap().clone();
@@ -210,6 +212,7 @@ async fn a_quiet_table_publishes_the_heartbeat_and_zero_unanswered_only() {
         sink: sink.clone(),
         settings: KpiSettings::default(),
         sweeper: None,
+        usage_queue: None,
     };
     let out = publisher.run(NOW).await.expect("run");
     let names: Vec<&str> = out.iter().map(|d| d.name).collect();
@@ -227,6 +230,7 @@ async fn a_missing_table_still_sends_the_heartbeat_and_fails_the_run() {
         sink: sink.clone(),
         settings: KpiSettings::default(),
         sweeper: None,
+        usage_queue: None,
     };
     let e = publisher.run(NOW).await.unwrap_err().to_string();
     assert!(e.contains("Query") && e.contains("ResourceNotFound"), "{e}");
@@ -313,7 +317,9 @@ async fn the_sweeper_republishes_records_the_worker_could_not_deliver() {
             )),
             usage: Arc::new(shared::aws::sqs::SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &res.usage_queue_url)),
             after_ms: 5 * MIN,
+            metrics: shared::telemetry::Metrics::capture("BedrockUsage").0,
         }),
+        usage_queue: None,
     };
     let out = publisher.run(NOW).await.expect("run");
     // The metrics describe the state before the sweep: both turns' analytics were pending, but
@@ -479,4 +485,216 @@ fn the_binary_fails_init_naming_a_missing_variable() {
     let status = p.wait_exit(std::time::Duration::from_secs(20)).expect("exits at init");
     assert!(!status.success());
     assert!(p.output().contains("CONVERSATIONS_TABLE is not set"), "{}", p.output());
+}
+
+#[tokio::test]
+async fn logging_queue_depth_counts_waiting_and_in_flight_usage_records_at_full_only() {
+    use metrics_publisher::cloudwatch::CloudWatchMetrics;
+    use metrics_publisher::usage_queue::SqsQueueDepth;
+    use shared::metric_names::MetricsLevel;
+
+    let sdk = emulators().moto.sdk_config();
+    let (store, _, _) = table("mpdepth").await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs.create_queue().queue_name("mpdepth-usage").send().await.expect("queue").queue_url.expect("url");
+    for i in 0..5 {
+        sqs.send_message().queue_url(&url).message_body(format!("{{\"n\":{i}}}")).send().await.expect("send");
+    }
+    // token-logging holds two of them: in flight, not waiting, and not logged yet either.
+    let held = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(2)
+        .visibility_timeout(300)
+        .send()
+        .await
+        .expect("receive");
+    assert_eq!(held.messages().len(), 2);
+
+    let cw = FakeCloudWatch::start();
+    let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
+        aws_sdk_cloudwatch::config::Builder::from(&sdk).endpoint_url(format!("http://{}", cw.addr)).build(),
+    );
+    let mut returned = Vec::new();
+    for level in [MetricsLevel::Full, MetricsLevel::Essential] {
+        let publisher = MetricsPublisher {
+            conversations: Arc::new(store.clone()),
+            sink: Arc::new(CloudWatchMetrics::new(cloudwatch.clone(), "DepthTest").at_level(level)),
+            settings: KpiSettings::default(),
+            sweeper: None,
+            usage_queue: Some(Arc::new(SqsQueueDepth::new(sqs.clone(), &url))),
+        };
+        returned.push(publisher.run(NOW).await.expect("run"));
+    }
+    // Both runs compute it; only the full level sends it.
+    for out in &returned {
+        assert_eq!(out.last(), Some(&MetricDatum::new("LoggingQueueDepth", 5.0, MetricUnit::Count)));
+    }
+    let requests = cw.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "one PutMetricData per run");
+    let sent: Vec<Vec<(String, f64)>> = requests
+        .iter()
+        .map(|(_, body)| {
+            tests::local_alarms::put_metric_data_datapoints(body)
+                .expect("cbor")
+                .into_iter()
+                .map(|p| {
+                    assert!(p.dimensions.is_empty() && p.namespace == "DepthTest", "{p:?}");
+                    (p.metric, p.value)
+                })
+                .collect()
+        })
+        .collect();
+    let depth = |points: &[(String, f64)]| points.iter().find(|(m, _)| m == "LoggingQueueDepth").map(|(_, v)| *v);
+    assert_eq!(depth(&sent[0]), Some(5.0), "full: {:?}", sent[0]);
+    assert_eq!(depth(&sent[1]), None, "essential: {:?}", sent[1]);
+    assert_eq!(sent[1], vec![("UnansweredConversations".to_string(), 0.0)]);
+}
+
+/// Log lines written on this thread while the guard lives (JSON, as in Lambda).
+fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, impl Sized) {
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let out = buf.clone();
+    let guard = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(move || Buf(out.clone()))
+        .finish()
+        .set_default();
+    (buf, guard)
+}
+
+/// A finished turn, `age_ms` ago, keeping these pending copies.
+async fn finished_with_copies(
+    store: &DynamoDbConversations,
+    n: u32,
+    age_ms: i64,
+    analytics: Option<String>,
+    usage: Option<String>,
+) -> TurnRecord {
+    let mut t = turn(n, NOW - age_ms - 4_000);
+    store.begin_turn(&t).await.expect("begin");
+    t.status = TurnStatus::Answered;
+    t.finished_at_ms = Some(NOW - age_ms);
+    t.reply_ts = Some(format!("{n}.5"));
+    t.outcome = Some("answered".into());
+    t.pending_analytics = analytics;
+    t.pending_usage = usage;
+    store.finish_turn(&t).await.expect("finish");
+    t
+}
+
+#[tokio::test]
+async fn the_sweeper_clears_copies_that_no_longer_parse_and_keeps_undelivered_ones() {
+    let sdk = emulators().moto.sdk_config();
+    let res = GatewayResources::create(&sdk, "mpdrift").await.expect("resources");
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoDbConversations::new(ddb.clone(), &res.conversations_table);
+    const SECRET: &str = "the user's private question";
+    // An analytics copy cut short, and a usage copy of another shape: serde's errors for these
+    // quote the text ("invalid type: string ...").
+    let broken = finished_with_copies(
+        &store,
+        1,
+        10 * MIN,
+        Some(format!(r#"{{"message_text": "{SECRET}", "input_tokens": "#)),
+        Some(format!(r#"{{"record_id": "r1", "calls": "{SECRET}"}}"#)),
+    )
+    .await;
+    // Copies that parse, but whose stream and queue do not exist: publishing fails.
+    let stuck = undelivered(&store, 2, 10 * MIN).await;
+
+    let (metrics, emf) = shared::telemetry::Metrics::capture("BedrockUsage");
+    let sweeper = metrics_publisher::sweep::Sweeper {
+        turns: Arc::new(store.clone()),
+        analytics: Arc::new(shared::aws::firehose::FirehoseAnalytics::new(
+            aws_sdk_firehose::Client::new(&sdk),
+            "mpdrift-no-such-stream",
+        )),
+        usage: Arc::new(shared::aws::sqs::SqsUsageSink::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            format!("{}-gone", res.usage_queue_url),
+        )),
+        after_ms: 5 * MIN,
+        metrics,
+    };
+    // What a run hands the sweeper: the last hour's activity from the by-hour index.
+    let activity = store.activity_between(NOW - 60 * MIN, NOW).await.expect("activity");
+    let (logs, guard) = capture_logs();
+    let report = sweeper.sweep(&activity, NOW).await;
+    assert_eq!(report, SweepReport { failed: 2, unparseable: 2, ..SweepReport::default() });
+    let first_run = String::from_utf8(logs.lock().unwrap().clone()).expect("utf-8");
+
+    let item = |t: &TurnRecord| {
+        let ddb = ddb.clone();
+        let table = res.conversations_table.clone();
+        let key = (format!("THREAD#T1#CMP#{}", t.thread.thread_ts), format!("TURN#{}", t.message_ts));
+        async move {
+            ddb.get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(key.0))
+                .key("sk", AttributeValue::S(key.1))
+                .send()
+                .await
+                .expect("get")
+                .item
+                .expect("item")
+        }
+    };
+    // The unparseable copies are gone after one run; the undeliverable-for-now ones are kept.
+    let cleared = item(&broken).await;
+    for attr in ["pending_analytics", "pending_usage", "analytics_pending", "usage_pending"] {
+        assert!(!cleared.contains_key(attr), "{attr} still set");
+    }
+    let kept = item(&stuck).await;
+    for attr in ["pending_analytics", "pending_usage", "analytics_pending", "usage_pending"] {
+        assert!(kept.contains_key(attr), "{attr} cleared on a copy that parses");
+    }
+
+    // Counted as drift, per copy, with the dimensionless total the alarm watches.
+    let docs = shared::telemetry::parse_emf(&emf.lock().unwrap());
+    let drift: Vec<(&str, f64)> =
+        docs.iter().filter_map(|d| Some((d["EventType"].as_str()?, d["SchemaDrift"].as_f64()?))).collect();
+    assert_eq!(drift, vec![("pending_analytics", 1.0), ("pending_usage", 1.0)]);
+    let directives = docs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"].clone();
+    assert_eq!(directives, serde_json::json!([["EventType"], []]));
+
+    // Logged once per copy with the turn key and event id, never with the copy's content.
+    let lines: Vec<serde_json::Value> = first_run.lines().map(|l| serde_json::from_str(l).expect("json log")).collect();
+    let dropped: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("no longer parses")))
+        .collect();
+    assert_eq!(dropped.len(), 2, "{first_run}");
+    for (line, copy) in dropped.iter().zip(["pending_analytics", "pending_usage"]) {
+        let f = &line["fields"];
+        assert_eq!(f["event_id"], "Ev1");
+        assert_eq!(f["copy"], copy);
+        assert_eq!(f["pk"], format!("THREAD#T1#CMP#{}", broken.thread.thread_ts));
+        assert_eq!(f["sk"], format!("TURN#{}", broken.message_ts));
+    }
+    assert!(!first_run.contains(SECRET), "the log holds a copy's content:\n{first_run}");
+
+    // The next run meets only the turn that still waits for its sinks.
+    logs.lock().unwrap().clear();
+    let activity = store.activity_between(NOW - 60 * MIN, NOW + 10_000).await.expect("activity");
+    let report = sweeper.sweep(&activity, NOW + 10_000).await;
+    assert_eq!(report, SweepReport { failed: 2, ..SweepReport::default() });
+    let second_run = String::from_utf8(logs.lock().unwrap().clone()).expect("utf-8");
+    drop(guard);
+    assert!(!second_run.contains("no longer parses"), "{second_run}");
+    assert_eq!(shared::telemetry::parse_emf(&emf.lock().unwrap()).len(), docs.len(), "no new drift");
+    assert!(item(&stuck).await.contains_key("pending_usage"));
 }

@@ -1,17 +1,19 @@
-//! One scheduled run: read the open turns and the last hour's activity, compute the metrics,
-//! publish them. The heartbeat goes out even when reading fails (the run then fails too, so
-//! the function's Errors alarm sees it).
+//! One scheduled run: read the open turns and the last hour's activity and the usage queue's
+//! depth, compute the metrics, publish them. The heartbeat goes out even when reading the table
+//! fails (the run then fails too, so the function's Errors alarm sees it); a failed read of the
+//! queue only leaves LoggingQueueDepth out of that run.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use shared::aws::conversations::{Activity, DynamoDbConversations};
 use shared::config::{metrics_namespace, optional, parsed, required};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::cloudwatch::{MetricDatum, MetricSink, MetricUnit};
-use crate::kpi::{compute, KpiSettings, Snapshot, HEARTBEAT};
+use crate::kpi::{compute, KpiSettings, Snapshot, HEARTBEAT, LOGGING_QUEUE_DEPTH};
 use crate::sweep::Sweeper;
+use crate::usage_queue::QueueDepth;
 
 /// Configuration read once at init.
 #[derive(Debug, Clone)]
@@ -24,6 +26,13 @@ pub struct Config {
     pub sweep_targets: Option<(String, String)>,
     /// PENDING_SWEEP_AFTER_SECS (default 300): a finished turn's pending records are swept after this.
     pub sweep_after_ms: i64,
+}
+
+impl Config {
+    /// USAGE_QUEUE_URL: the queue swept into, and whose depth is LoggingQueueDepth.
+    pub fn usage_queue_url(&self) -> Option<&str> {
+        self.sweep_targets.as_ref().map(|(_, queue)| queue.as_str())
+    }
 }
 
 impl Config {
@@ -101,6 +110,8 @@ pub struct MetricsPublisher {
     pub settings: KpiSettings,
     /// Re-publishes pending turn records after the metrics are out; None = off.
     pub sweeper: Option<Sweeper>,
+    /// The usage queue, for LoggingQueueDepth; None = not published.
+    pub usage_queue: Option<Arc<dyn QueueDepth>>,
 }
 
 impl MetricsPublisher {
@@ -114,18 +125,32 @@ impl MetricsPublisher {
         Ok(Snapshot { overdue_received_ms: overdue?, activity: activity? })
     }
 
+    /// LoggingQueueDepth, or None without a queue or when it could not be read: a monitoring
+    /// read must not cost the run its other metrics.
+    async fn logging_queue_depth(&self) -> Option<MetricDatum> {
+        match self.usage_queue.as_ref()?.depth().await {
+            Ok(n) => Some(MetricDatum::new(LOGGING_QUEUE_DEPTH, n as f64, MetricUnit::Count)),
+            Err(e) => {
+                warn!(error = %e, "could not read the usage queue's depth; LoggingQueueDepth skipped this run");
+                None
+            }
+        }
+    }
+
     /// One run at `now_ms`; returns what was published.
     pub async fn run(&self, now_ms: i64) -> Result<Vec<MetricDatum>, PublishError> {
-        let (datums, snapshot) = match self.snapshot(now_ms).await {
+        let (snapshot, queue_depth) = tokio::join!(self.snapshot(now_ms), self.logging_queue_depth());
+        let (mut datums, snapshot) = match snapshot {
             Ok(snapshot) => (compute(&snapshot, now_ms, &self.settings), Ok(snapshot)),
             Err(e) => (vec![MetricDatum::new(HEARTBEAT, 1.0, MetricUnit::Count)], Err(e)),
         };
+        datums.extend(queue_depth);
         self.sink.put(&datums, now_ms).await.map_err(|e| {
             error!(error = %e, "could not publish metrics");
             PublishError::Publish(e)
         })?;
         let snapshot = snapshot.map_err(|e| {
-            error!(error = %e, "could not read the conversations table; published the heartbeat only");
+            error!(error = %e, "could not read the conversations table; published the heartbeat (and LoggingQueueDepth) only");
             PublishError::Read(e)
         })?;
         if let Some(sweeper) = &self.sweeper {
@@ -208,6 +233,7 @@ mod tests {
             sink: sink.clone(),
             settings: KpiSettings::default(),
             sweeper: None,
+            usage_queue: None,
         };
         let out = p.run(NOW).await.expect("run");
         let mut asked = fake.asked.lock().unwrap().clone();
@@ -232,11 +258,69 @@ mod tests {
             sink: sink.clone(),
             settings: KpiSettings::default(),
             sweeper: None,
+            usage_queue: None,
         };
         let e = p.run(NOW).await.unwrap_err();
         assert!(matches!(e, PublishError::Read(_)), "{e}");
         let sent = sink.0.lock().unwrap();
         assert_eq!(sent[0].0, vec![MetricDatum::new("Heartbeat", 1.0, MetricUnit::Count)]);
+    }
+
+    /// A usage queue holding `Ok(n)` records, or failing to be read.
+    struct Queue(Result<u64, ()>);
+
+    #[async_trait]
+    impl QueueDepth for Queue {
+        async fn depth(&self) -> shared::Result<u64> {
+            self.0.map_err(|()| shared::Error::Aws {
+                service: "sqs",
+                operation: "GetQueueAttributes",
+                code: "AccessDenied".into(),
+                message: "not allowed".into(),
+                retryable: false,
+            })
+        }
+    }
+
+    fn publisher(fail_table: bool, queue: Option<Queue>) -> (MetricsPublisher, Arc<Sink>) {
+        let sink = Arc::new(Sink::default());
+        let p = MetricsPublisher {
+            conversations: Arc::new(Fake { fail: fail_table, asked: Mutex::default() }),
+            sink: sink.clone(),
+            settings: KpiSettings::default(),
+            sweeper: None,
+            usage_queue: queue.map(|q| Arc::new(q) as Arc<dyn QueueDepth>),
+        };
+        (p, sink)
+    }
+
+    #[tokio::test]
+    async fn the_usage_queue_depth_is_published_with_the_other_metrics() {
+        let (p, sink) = publisher(false, Some(Queue(Ok(4))));
+        let out = p.run(NOW).await.expect("run");
+        assert_eq!(out.last(), Some(&MetricDatum::new("LoggingQueueDepth", 4.0, MetricUnit::Count)));
+        assert_eq!(sink.0.lock().unwrap().len(), 1, "still one publish per run");
+        // Also when the table cannot be read: the queue says something on its own.
+        let (p, sink) = publisher(true, Some(Queue(Ok(0))));
+        assert!(p.run(NOW).await.is_err());
+        assert_eq!(
+            sink.0.lock().unwrap()[0].0,
+            vec![
+                MetricDatum::new("Heartbeat", 1.0, MetricUnit::Count),
+                MetricDatum::new("LoggingQueueDepth", 0.0, MetricUnit::Count)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_queue_read_skips_only_logging_queue_depth() {
+        let (without_queue, _) = publisher(false, None);
+        let expected = without_queue.run(NOW).await.expect("run");
+        let (p, sink) = publisher(false, Some(Queue(Err(()))));
+        let out = p.run(NOW).await.expect("a failed queue read does not fail the run");
+        assert_eq!(out, expected);
+        assert!(out.len() > 1 && out.iter().all(|d| d.name != "LoggingQueueDepth"), "{out:?}");
+        assert_eq!(sink.0.lock().unwrap()[0], (expected, NOW));
     }
 
     #[test]
@@ -260,5 +344,6 @@ mod tests {
         std::env::set_var("USAGE_QUEUE_URL", "https://sqs/usage");
         let c = Config::from_env().expect("config");
         assert_eq!(c.sweep_targets, Some(("events".into(), "https://sqs/usage".into())));
+        assert_eq!(c.usage_queue_url(), Some("https://sqs/usage"));
     }
 }

@@ -1,9 +1,9 @@
 //! The computed metrics, from what the conversations table says about recent turns and feedback.
 //!
-//! Queue depth and oldest-message age (work, usage and their DLQs) are NOT published here: the
+//! Queue depth and oldest-message age (work, usage and their DLQs) are NOT computed here: the
 //! alarms and dashboards use the AWS/SQS metrics (ApproximateNumberOfMessagesVisible,
-//! ApproximateAgeOfOldestMessage), which are free and already per queue; republishing them
-//! would cost a custom metric each and lag by up to the schedule's period.
+//! ApproximateAgeOfOldestMessage), which are free and already per queue. The one exception is
+//! the seed's [`LOGGING_QUEUE_DEPTH`] (full level only), which the handler reads from SQS.
 
 use shared::aws::conversations::{Activity, Sentiment, TurnActivity};
 use shared::domain::TurnStatus;
@@ -18,6 +18,8 @@ pub const SATISFACTION_SCORE: &str = "SatisfactionScore";
 pub const FEEDBACK_COUNT: &str = "FeedbackCount";
 pub const KNOWLEDGE_BASE_GAP_RATE: &str = "KnowledgeBaseGapRate";
 pub const ACTION_SUCCESS_RATE: &str = "ActionSuccessRate";
+/// The usage queue's records not yet logged, waiting + in flight (read by the handler).
+pub const LOGGING_QUEUE_DEPTH: &str = "LoggingQueueDepth";
 /// The `Action` dimension's values of [`ACTION_SUCCESS_RATE`].
 pub const ACTIONS: [&str; 4] = ["AgentInvoke", "ReplyPosted", "AnalyticsPublished", "UsagePublished"];
 

@@ -6,24 +6,25 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use metrics_publisher::cloudwatch::CloudWatchMetrics;
 use metrics_publisher::handler::{Config, MetricsPublisher};
 use metrics_publisher::sweep::Sweeper;
+use metrics_publisher::usage_queue::{QueueDepth, SqsQueueDepth};
 use shared::aws::conversations::DynamoDbConversations;
 use shared::aws::firehose::FirehoseAnalytics;
 use shared::aws::sqs::SqsUsageSink;
-use shared::telemetry::init_logging;
+use shared::telemetry::{init_logging, metrics_level, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
     let sdk = shared::config::aws_sdk_config().await;
+    let level = metrics_level()?;
     let publisher = MetricsPublisher {
         conversations: Arc::new(DynamoDbConversations::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             &config.conversations_table,
         )),
         sink: Arc::new(
-            CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk), &config.metrics_namespace)
-                .at_level(shared::telemetry::metrics_level()?),
+            CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk), &config.metrics_namespace).at_level(level),
         ),
         settings: config.kpi,
         sweeper: config.sweep_targets.as_ref().map(|(stream, queue)| Sweeper {
@@ -34,7 +35,11 @@ async fn main() -> Result<(), Error> {
             analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(&sdk), stream)),
             usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), queue)),
             after_ms: config.sweep_after_ms,
+            metrics: Metrics::stdout(&config.metrics_namespace).at_level(level),
         }),
+        usage_queue: config
+            .usage_queue_url()
+            .map(|queue| Arc::new(SqsQueueDepth::new(aws_sdk_sqs::Client::new(&sdk), queue)) as Arc<dyn QueueDepth>),
     };
     let publisher = &publisher;
     // The scheduled event carries nothing the run needs: it reads the clock.
