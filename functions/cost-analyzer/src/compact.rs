@@ -275,16 +275,7 @@ impl ArchiveObjects for S3Archive {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>) -> shared::Result<()> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type("application/json")
-            .body(body.into())
-            .send()
-            .await
-            .map_err(|e| shared::Error::from_sdk("s3", "PutObject", e))?;
-        Ok(())
+        crate::handler::put_json(&self.client, &self.bucket, key, body).await
     }
 
     async fn copy(&self, from: &str, to: &str) -> shared::Result<()> {

@@ -91,17 +91,27 @@ impl S3ReportStore {
 #[async_trait]
 impl ReportStore for S3ReportStore {
     async fn put(&self, key: &str, body: Vec<u8>) -> shared::Result<()> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type("application/json")
-            .body(body.into())
-            .send()
-            .await
-            .map_err(|e| shared::Error::from_sdk("s3", "PutObject", e))?;
-        Ok(())
+        put_json(&self.client, &self.bucket, key, body).await
     }
+}
+
+/// Writes one JSON object (a report, a compaction plan) to the analytics bucket.
+pub(crate) async fn put_json(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> shared::Result<()> {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .body(body.into())
+        .send()
+        .await
+        .map_err(|e| shared::Error::from_sdk("s3", "PutObject", e))?;
+    Ok(())
 }
 
 /// The S3 key of a day's report.
