@@ -341,27 +341,11 @@ async fn the_sweeper_republishes_records_the_worker_could_not_deliver() {
     assert_eq!(usage.len(), 1);
     assert!(usage[0].body.as_deref().unwrap_or_default().contains("\"record_id\":\"T1:Ev1\""));
 
-    let item = |t: &TurnRecord| {
-        let ddb = ddb.clone();
-        let table = res.conversations_table.clone();
-        let key = (format!("THREAD#T1#CMP#{}", t.thread.thread_ts), format!("TURN#{}", t.message_ts));
-        async move {
-            ddb.get_item()
-                .table_name(table)
-                .key("pk", AttributeValue::S(key.0))
-                .key("sk", AttributeValue::S(key.1))
-                .send()
-                .await
-                .expect("get")
-                .item
-                .expect("item")
-        }
-    };
-    let swept = item(&stuck).await;
+    let swept = turn_item(&ddb, &res.conversations_table, &stuck).await;
     for attr in ["pending_analytics", "pending_usage", "analytics_pending", "usage_pending"] {
         assert!(!swept.contains_key(attr), "{attr} still set");
     }
-    let waiting = item(&recent).await;
+    let waiting = turn_item(&ddb, &res.conversations_table, &recent).await;
     assert!(waiting.contains_key("pending_analytics") && waiting.contains_key("usage_pending"));
 
     // The next run finds nothing more to sweep for the first turn, and now judges it published.
@@ -637,28 +621,12 @@ async fn the_sweeper_clears_copies_that_no_longer_parse_and_keeps_undelivered_on
     assert_eq!(report, SweepReport { failed: 2, unparseable: 2, ..SweepReport::default() });
     let first_run = String::from_utf8(logs.lock().unwrap().clone()).expect("utf-8");
 
-    let item = |t: &TurnRecord| {
-        let ddb = ddb.clone();
-        let table = res.conversations_table.clone();
-        let key = (format!("THREAD#T1#CMP#{}", t.thread.thread_ts), format!("TURN#{}", t.message_ts));
-        async move {
-            ddb.get_item()
-                .table_name(table)
-                .key("pk", AttributeValue::S(key.0))
-                .key("sk", AttributeValue::S(key.1))
-                .send()
-                .await
-                .expect("get")
-                .item
-                .expect("item")
-        }
-    };
     // The unparseable copies are gone after one run; the undeliverable-for-now ones are kept.
-    let cleared = item(&broken).await;
+    let cleared = turn_item(&ddb, &res.conversations_table, &broken).await;
     for attr in ["pending_analytics", "pending_usage", "analytics_pending", "usage_pending"] {
         assert!(!cleared.contains_key(attr), "{attr} still set");
     }
-    let kept = item(&stuck).await;
+    let kept = turn_item(&ddb, &res.conversations_table, &stuck).await;
     for attr in ["pending_analytics", "pending_usage", "analytics_pending", "usage_pending"] {
         assert!(kept.contains_key(attr), "{attr} cleared on a copy that parses");
     }
@@ -696,5 +664,22 @@ async fn the_sweeper_clears_copies_that_no_longer_parse_and_keeps_undelivered_on
     drop(guard);
     assert!(!second_run.contains("no longer parses"), "{second_run}");
     assert_eq!(shared::telemetry::parse_emf(&emf.lock().unwrap()).len(), docs.len(), "no new drift");
-    assert!(item(&stuck).await.contains_key("pending_usage"));
+    assert!(turn_item(&ddb, &res.conversations_table, &stuck).await.contains_key("pending_usage"));
+}
+
+/// A turn's item in the conversations table, as the sweeper left it.
+async fn turn_item(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    t: &TurnRecord,
+) -> std::collections::HashMap<String, AttributeValue> {
+    ddb.get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("THREAD#T1#CMP#{}", t.thread.thread_ts)))
+        .key("sk", AttributeValue::S(format!("TURN#{}", t.message_ts)))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item")
 }
