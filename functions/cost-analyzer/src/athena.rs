@@ -90,17 +90,7 @@ impl AthenaAnalytics {
 
     /// Runs `sql` with `parameters` and returns its rows by column name.
     pub async fn run(&self, sql: &str, parameters: Vec<String>) -> Result<Vec<HashMap<String, String>>, QueryError> {
-        let started = self
-            .client
-            .start_query_execution()
-            .query_string(sql)
-            .work_group(&self.workgroup)
-            .query_execution_context(QueryExecutionContext::builder().database(&self.database).build())
-            .set_execution_parameters(Some(parameters))
-            .send()
-            .await
-            .map_err(|e| shared::Error::from_sdk("athena", "StartQueryExecution", e))?;
-        let id = started.query_execution_id.unwrap_or_default();
+        let id = self.start(sql, Some(parameters)).await?;
         self.wait(&id, self.max_wait).await?;
         let mut rows = Vec::new();
         let mut token: Option<String> = None;
@@ -128,18 +118,24 @@ impl AthenaAnalytics {
     /// Runs a statement that returns no rows (`UNLOAD`), waiting at most `max_wait` for it;
     /// returns its execution id.
     pub async fn execute(&self, sql: &str, max_wait: Duration) -> Result<String, QueryError> {
+        let id = self.start(sql, None).await?;
+        self.wait(&id, max_wait).await?;
+        Ok(id)
+    }
+
+    /// Starts `sql` in the workgroup and database; returns its execution id.
+    async fn start(&self, sql: &str, parameters: Option<Vec<String>>) -> Result<String, QueryError> {
         let started = self
             .client
             .start_query_execution()
             .query_string(sql)
             .work_group(&self.workgroup)
             .query_execution_context(QueryExecutionContext::builder().database(&self.database).build())
+            .set_execution_parameters(parameters)
             .send()
             .await
             .map_err(|e| shared::Error::from_sdk("athena", "StartQueryExecution", e))?;
-        let id = started.query_execution_id.unwrap_or_default();
-        self.wait(&id, max_wait).await?;
-        Ok(id)
+        Ok(started.query_execution_id.unwrap_or_default())
     }
 
     /// The Glue database and the events table, as a qualified Athena name.
