@@ -160,7 +160,17 @@ fn sources_section(sources: &[String]) -> String {
 }
 
 fn is_web_url(text: &str) -> bool {
-    (text.starts_with("https://") || text.starts_with("http://")) && !text.chars().any(char::is_whitespace)
+    (has_scheme(text, "https://") || has_scheme(text, "http://")) && !text.chars().any(char::is_whitespace)
+}
+
+/// Whether a link's target may become a live Slack link: http, https and mailto only.
+fn is_link_target(url: &str) -> bool {
+    ["https://", "http://", "mailto:"].iter().any(|scheme| has_scheme(url, scheme))
+}
+
+/// Whether `url` starts with `scheme`, in any case.
+fn has_scheme(url: &str, scheme: &str) -> bool {
+    url.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme))
 }
 
 /// A URL made safe inside `<...>`: characters that would end or split the link are
@@ -605,8 +615,10 @@ impl Renderer {
             parent.label.push_str(&label);
             return;
         }
-        // Slack only links absolute URLs; a relative one is shown as text.
-        let linkable = url.contains(':') && !url.is_empty();
+        // Only web and mail targets become links: any other scheme (javascript:, slack://) or
+        // Slack's own syntax (`!channel`, `@U…`) smuggled into a target is shown as text, and
+        // so is a relative URL (Slack links only absolute ones).
+        let linkable = is_link_target(&url);
         let same = label.is_empty() || label == url;
         if let Some(table) = &mut self.table {
             // Inside a code block a link cannot be clickable: show both parts. A table block
@@ -614,6 +626,10 @@ impl Renderer {
             table.plain_cell.push_str(if label.is_empty() { &url } else { &label });
             let text = if same { url } else { format!("{label} ({url})") };
             table.cell.push_str(&text);
+            return;
+        }
+        if url.is_empty() {
+            self.write(&escape(&label));
             return;
         }
         let rendered = match (linkable, same) {
@@ -958,6 +974,34 @@ mod tests {
             assert!(part.chars().count() <= 120);
             assert_eq!(fences(part) % 2, 0, "{part:?}");
         }
+    }
+
+    /// Issue 13, list 8: only http(s) and mailto targets become links; anything else (scripts,
+    /// app deep links, Slack's own `<!channel>` / `<@U…>` syntax) is shown as text.
+    #[test]
+    fn only_web_and_mail_targets_become_links() {
+        for (md, expected) in [
+            ("[x](javascript:alert(1))", "x (javascript:alert(1))"),
+            ("[x](JavaScript:alert(1))", "x (JavaScript:alert(1))"),
+            ("<javascript:alert(1)>", "javascript:alert(1)"),
+            ("[open](slack://open?team=T1)", "open (slack://open?team=T1)"),
+            ("[hi](!channel:x)", "hi (!channel:x)"),
+            ("[hi](@U123:x)", "hi (@U123:x)"),
+            ("[hi](<!channel>)", "hi (!channel)"),
+            ("[hi](https://e.com)<!channel>", "<https://e.com|hi>&lt;!channel&gt;"),
+            ("[<!channel>](https://e.com)", "<https://e.com|&lt;!channel&gt;>"),
+            ("[<@U123>](mailto:a@e.com)", "<mailto:a@e.com|&lt;@U123&gt;>"),
+            ("[x](data:text/html,<b>)", "x (data:text/html,&lt;b&gt;)"),
+            ("[x](ftp://e.com/f)", "x (ftp://e.com/f)"),
+            ("[x](HTTPS://E.COM/a)", "<HTTPS://E.COM/a|x>"),
+            ("[x](mailto:ops@e.com)", "<mailto:ops@e.com|x>"),
+            ("[x](https://e.com/<!here>|y)", "<https://e.com/%3C!here%3E%7Cy|x>"),
+            ("[x]()", "x"),
+        ] {
+            assert_eq!(to_mrkdwn(md), expected, "{md}");
+        }
+        let parts = render_reply("a", &["javascript:alert(1)".into(), "<!channel>".into()]);
+        assert_eq!(parts[0].text, "a\n\n*Sources*\n• javascript:alert(1)\n• &lt;!channel&gt;");
     }
 
     #[test]
