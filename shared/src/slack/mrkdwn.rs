@@ -25,6 +25,17 @@ const MAX_BLOCKS: usize = 50;
 /// [`split_message`] never splits into parts smaller than this, whatever it is asked.
 const MIN_SPLIT_CHARS: usize = 64;
 
+/// The most messages [`render_reply`] makes of one answer; the rest is cut, and the last
+/// message says so ([`CUT_NOTICE`]).
+pub const MAX_REPLY_PARTS: usize = 10;
+/// Ends the last message of an answer cut at [`MAX_REPLY_PARTS`] messages.
+pub const CUT_NOTICE: &str = "_The answer was cut here: it is too long for Slack._";
+/// The most bytes of mrkdwn rendered from one answer. More than [`MAX_REPLY_PARTS`] messages
+/// hold (a character is at most 4 bytes), so the cut never shows; it bounds the work and memory
+/// of hostile input, where nested quotes or a wide table make the text grow much faster than
+/// the Markdown.
+const MAX_RENDER_BYTES: usize = MAX_REPLY_PARTS * MAX_MESSAGE_CHARS * 4;
+
 const BULLET: &str = "•";
 const RULE: &str = "──────────";
 
@@ -42,22 +53,34 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Converts Markdown to Slack mrkdwn.
+/// Converts Markdown to Slack mrkdwn (at most about 156 kB of it: more than Slack is ever sent).
 pub fn to_mrkdwn(markdown: &str) -> String {
-    render(markdown).0
+    render(markdown).text
 }
 
-/// The mrkdwn and the top-level tables written into it as code blocks.
-fn render(markdown: &str) -> (String, Vec<RenderedTable>) {
+/// Markdown rendered as mrkdwn.
+struct Rendered {
+    text: String,
+    /// The top-level tables written into the text as code blocks.
+    tables: Vec<RenderedTable>,
+    /// Whether the text stops at [`MAX_RENDER_BYTES`] before the end of the Markdown.
+    cut: bool,
+}
+
+fn render(markdown: &str) -> Rendered {
     let mut options = Options::empty();
     options.insert(Options::ENABLE_STRIKETHROUGH);
     options.insert(Options::ENABLE_TABLES);
     let mut renderer = Renderer::default();
     for event in Parser::new_ext(markdown, options) {
         renderer.event(event);
+        if renderer.cut {
+            break;
+        }
     }
     let tables = std::mem::take(&mut renderer.tables);
-    (renderer.finish(), tables)
+    let cut = renderer.cut;
+    Rendered { text: renderer.finish(), tables, cut }
 }
 
 /// One Slack message of a rendered answer.
@@ -119,9 +142,10 @@ fn sections(mrkdwn: &str) -> Vec<Value> {
 
 /// The answer as mrkdwn, then a `*Sources*` section when there are sources, split into
 /// messages of at most [`MAX_MESSAGE_CHARS`] characters, each with its table block when it has
-/// a table that fits one. Empty when there is nothing to say.
+/// a table that fits one. Empty when there is nothing to say. At most [`MAX_REPLY_PARTS`]
+/// messages: a longer answer is cut, and its last message ends with [`CUT_NOTICE`].
 pub fn render_reply(answer_markdown: &str, sources: &[String]) -> Vec<Reply> {
-    let (mut text, tables) = render(answer_markdown);
+    let Rendered { mut text, tables, cut } = render(answer_markdown);
     let section = sources_section(sources);
     if !section.is_empty() {
         if !text.is_empty() {
@@ -129,7 +153,31 @@ pub fn render_reply(answer_markdown: &str, sources: &[String]) -> Vec<Reply> {
         }
         text.push_str(&section);
     }
-    split_message(&text, MAX_MESSAGE_CHARS).into_iter().map(|part| Reply::from_part(part, &tables)).collect()
+    let mut parts = split(&text, MAX_MESSAGE_CHARS, MAX_REPLY_PARTS + 1);
+    if cut || parts.len() > MAX_REPLY_PARTS {
+        parts.truncate(MAX_REPLY_PARTS);
+        let last = parts.pop().unwrap_or_default();
+        parts.push(with_cut_notice(&last));
+    }
+    parts.into_iter().map(|part| Reply::from_part(part, &tables)).collect()
+}
+
+/// The last message of a cut answer: as much of `part` as leaves room for the notice, any
+/// code block closed, then [`CUT_NOTICE`].
+fn with_cut_notice(part: &str) -> String {
+    let closing = 1 + MAX_FENCE_MARGIN + 3;
+    let room = MAX_MESSAGE_CHARS - CUT_NOTICE.chars().count() - 2 - closing;
+    let mut kept = split_message(part, room).into_iter().next().unwrap_or_default();
+    if let Some(open) = open_fence_after("", &kept, MAX_FENCE_MARGIN) {
+        kept.push('\n');
+        kept.push_str(&open.margin);
+        kept.push_str("```");
+    }
+    if !kept.is_empty() {
+        kept.push_str("\n\n");
+    }
+    kept.push_str(CUT_NOTICE);
+    kept
 }
 
 /// `*Sources*` then one `• source` line per distinct source; URLs become links.
@@ -191,41 +239,59 @@ fn link_target(url: &str) -> String {
 }
 
 /// Splits `text` into parts of at most `max_chars` characters (not bytes), preferring
-/// paragraph, then line, then word boundaries. A part that ends inside a code block gets a
-/// closing fence, and the next part reopens it. `max_chars` below 64 is treated as 64.
+/// paragraph, then line, then word boundaries in the last quarter of a part, and never cutting
+/// inside a `<link>` or an `&amp;`-style escape when it can help it. A part that ends inside a
+/// code block gets a closing fence, and the next part reopens it with a bare fence (quote
+/// markers and indentation kept, up to [`MAX_FENCE_MARGIN`] characters). `max_chars` below 64
+/// is treated as 64.
+///
+/// Every part but the last holds at least three quarters of what a part can hold after the
+/// fence overhead, so a text of `n` characters makes at most `n / part_floor(max) + 1` parts.
 pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
+    split(text, max_chars, usize::MAX)
+}
+
+/// [`split_message`] that stops after `max_parts` parts.
+fn split(text: &str, max_chars: usize, max_parts: usize) -> Vec<String> {
     let max = max_chars.max(MIN_SPLIT_CHARS);
+    let margin_cap = fence_margin_cap(max);
     // Room for "\n" + the longest closing fence this text could need.
-    let reserve = 1 + text.lines().filter_map(fence_prefix).map(|prefix| prefix.chars().count() + 3).max().unwrap_or(3);
+    let reserve = 1 + text
+        .lines()
+        .filter_map(fence_prefix)
+        .map(|prefix| margin(prefix, margin_cap).chars().count() + 3)
+        .max()
+        .unwrap_or(3);
 
     let mut parts = Vec::new();
     let mut rest = text.trim_end().trim_start_matches(['\n', '\r']);
     let mut reopen: Option<String> = None;
-    while !rest.trim().is_empty() {
+    while parts.len() < max_parts && !rest.trim().is_empty() {
         let head = match reopen.take() {
-            Some(fence) => fence + "\n",
+            Some(margin) => margin + "```\n",
             None => String::new(),
         };
-        let head_chars = head.chars().count();
-        if head_chars + rest.chars().count() <= max {
+        // The head is at most max/8 + 4 characters: the budget stays most of a part.
+        let budget = max.saturating_sub(head.chars().count()).max(1);
+        if fits(rest, budget) {
             parts.push(head + rest);
             break;
         }
 
-        let budget = max.saturating_sub(head_chars).max(1);
         let mut cut = find_cut(rest, budget);
-        let mut open = open_fence_after(&head, &rest[..cut.at]);
+        let mut open = open_fence_after(&head, &rest[..cut.at], margin_cap);
         if open.is_some() {
             // Ending inside code: leave room for the closing fence.
-            cut = find_cut(rest, budget.saturating_sub(reserve).max(1));
-            open = open_fence_after(&head, &rest[..cut.at]);
-        }
-        if let Some(fence) = &open {
-            // Never end a part on a bare opening fence: move it to the next part.
-            if let Some(start) = fence.start_in_piece {
-                if start > 0 && rest[start..cut.at].lines().skip(1).all(|l| l.trim().is_empty()) {
+            let inner = budget.saturating_sub(reserve).max(1);
+            cut = find_cut(rest, inner);
+            open = open_fence_after(&head, &rest[..cut.at], margin_cap);
+            // Never end a part on a bare opening fence: move it to the next part, unless that
+            // would leave this part less than full (see `min_fill`).
+            if let Some(start) = open.as_ref().and_then(|f| f.start_in_piece) {
+                let bare = rest[start..cut.at].lines().skip(1).all(|l| l.trim().is_empty());
+                if bare && start > 0 && rest[..start].chars().count() >= min_fill(inner) {
                     cut = Cut { at: start, skip: 0 };
-                    open = open_fence_after(&head, &rest[..cut.at]);
+                    open = open_fence_after(&head, &rest[..cut.at], margin_cap);
                 }
             }
         }
@@ -235,9 +301,9 @@ pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
         let mut part = part.trim_end().to_string();
         if let Some(fence) = open {
             part.push('\n');
-            part.push_str(&fence.prefix);
+            part.push_str(&fence.margin);
             part.push_str("```");
-            reopen = Some(fence.line);
+            reopen = Some(fence.margin);
         }
         if !part.trim().is_empty() {
             parts.push(part);
@@ -248,6 +314,35 @@ pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
         }
     }
     parts
+}
+
+/// Whether `text` has at most `chars` characters (without counting all of a long text).
+fn fits(text: &str, chars: usize) -> bool {
+    text.len() <= chars || text.chars().nth(chars).is_none()
+}
+
+/// The least a part ending at a boundary holds of its `budget`: a boundary earlier than this
+/// would leave a stub of a message, and the number of parts could grow past len/max.
+fn min_fill(budget: usize) -> usize {
+    budget - budget / 4
+}
+
+/// The most characters of a fence's margin repeated when a code block is reopened in the next
+/// part: deeper nesting reopens at the left edge, so a part's overhead stays small.
+pub const MAX_FENCE_MARGIN: usize = 32;
+
+/// The margin cap for parts of `max` characters: at most an eighth of a part.
+fn fence_margin_cap(max: usize) -> usize {
+    (max / 8).min(MAX_FENCE_MARGIN)
+}
+
+/// The fewest characters of the text every part but the last takes, for parts of at most
+/// `max_chars` characters: three quarters of a part less a reopened and a closing fence.
+pub fn part_floor(max_chars: usize) -> usize {
+    let max = max_chars.max(MIN_SPLIT_CHARS);
+    let cap = fence_margin_cap(max);
+    // Head: margin + "```\n"; closing: "\n" + margin + "```".
+    min_fill(max - 2 * (cap + 4))
 }
 
 /// Where to end a part: `at` bytes of the rest go in it, then `skip` bytes are dropped.
@@ -263,38 +358,88 @@ fn find_cut(rest: &str, budget: usize) -> Cut {
     if limit == rest.len() {
         return Cut { at: limit, skip: 0 };
     }
-    // Candidate ends are char boundaries in (0, limit]; the byte at `limit` starts the next part.
-    let candidates: Vec<usize> =
-        rest[..limit].char_indices().map(|(i, _)| i).skip(1).chain(std::iter::once(limit)).collect();
-    // A boundary too early would leave a stub of a message; take it only past a third.
-    let min_fill = limit / 3;
+    // Candidate ends are char boundaries in [floor, limit]; the byte at `limit` starts the next
+    // part. Ends before `floor` would leave too little in the part.
+    let floor = rest.char_indices().nth(min_fill(budget)).map_or(limit, |(i, _)| i);
+    let blocked = inside_markup(rest, limit);
+    let candidates = rest[floor..limit]
+        .char_indices()
+        .map(|(i, _)| floor + i)
+        .chain(std::iter::once(limit))
+        .filter(|&i| i > 0 && !blocked[i]);
     let newlines_at = |i: usize| rest[i..].bytes().take_while(|b| *b == b'\n' || *b == b'\r').count();
-    let last = |pred: &dyn Fn(usize) -> bool| candidates.iter().rev().copied().find(|&i| i >= min_fill && pred(i));
-
-    if let Some(i) = last(&|i| rest[i..].starts_with("\n\n") || rest[i..].starts_with("\r\n\r\n")) {
+    let (mut paragraph, mut line, mut space, mut any) = (None, None, None, None);
+    for i in candidates {
+        let after = &rest[i..];
+        if after.starts_with("\n\n") || after.starts_with("\r\n\r\n") {
+            paragraph = Some(i);
+        }
+        if after.starts_with('\n') || after.starts_with("\r\n") {
+            line = Some(i);
+        }
+        if after.starts_with([' ', '\t']) {
+            space = Some(i);
+        }
+        any = Some(i);
+    }
+    if let Some(i) = paragraph.or(line) {
         return Cut { at: i, skip: newlines_at(i) };
     }
-    if let Some(i) = last(&|i| rest[i..].starts_with('\n') || rest[i..].starts_with("\r\n")) {
-        return Cut { at: i, skip: newlines_at(i) };
-    }
-    if let Some(i) = last(&|i| rest[i..].starts_with([' ', '\t'])) {
+    if let Some(i) = space {
         return Cut { at: i, skip: 1 };
     }
-    Cut { at: limit, skip: 0 }
+    // No boundary: a hard cut, before a link or escape it would split when there is room.
+    Cut { at: any.unwrap_or(limit), skip: 0 }
+}
+
+/// For each byte position of `text` up to `limit` (included), whether ending a part there
+/// would split a `<link>` (from after its `<` through its `>`, or to the end of the line when it
+/// is not closed) or an escape (`&amp;`, `&lt;`, `&gt;`).
+fn inside_markup(text: &str, limit: usize) -> Vec<bool> {
+    let mut blocked = vec![false; limit + 1];
+    let bytes = &text.as_bytes()[..limit];
+    let mut link_open: Option<usize> = None;
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'<' if link_open.is_none() => link_open = Some(i),
+            b'>' => {
+                if let Some(open) = link_open.take() {
+                    blocked[open + 1..=i].fill(true);
+                }
+            }
+            b'\n' => {
+                if let Some(open) = link_open.take() {
+                    blocked[open + 1..i].fill(true);
+                }
+            }
+            b'&' => {
+                for entity in ["&amp;", "&lt;", "&gt;"] {
+                    if text[i..].starts_with(entity) {
+                        let end = (i + entity.len()).min(limit + 1);
+                        blocked[i + 1..end].fill(true);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(open) = link_open {
+        blocked[open + 1..].fill(true);
+    }
+    blocked
 }
 
 /// A code fence left open at the end of a piece of text.
 struct OpenFence {
-    /// The opening fence line, to reopen with.
-    line: String,
-    /// What precedes its backticks (indentation, `> `), to close with.
-    prefix: String,
+    /// What to put before the backticks to close it and reopen it: quote markers and
+    /// indentation (see [`margin`]).
+    margin: String,
     /// Where the opening line starts in the piece, when it is in the piece and not the head.
     start_in_piece: Option<usize>,
 }
 
 /// Whether `head` + `piece` ends inside a code block, and which fence opened it.
-fn open_fence_after(head: &str, piece: &str) -> Option<OpenFence> {
+fn open_fence_after(head: &str, piece: &str, margin_cap: usize) -> Option<OpenFence> {
     let mut open: Option<OpenFence> = None;
     let mut scan = |text: &str, in_piece: bool| {
         let mut offset = 0;
@@ -308,11 +453,9 @@ fn open_fence_after(head: &str, piece: &str) -> Option<OpenFence> {
             }
             open = match open.take() {
                 Some(_) => None,
-                None => Some(OpenFence {
-                    line: line.to_string(),
-                    prefix: prefix.to_string(),
-                    start_in_piece: in_piece.then_some(start),
-                }),
+                None => {
+                    Some(OpenFence { margin: margin(prefix, margin_cap), start_in_piece: in_piece.then_some(start) })
+                }
             };
         }
     };
@@ -321,11 +464,21 @@ fn open_fence_after(head: &str, piece: &str) -> Option<OpenFence> {
     open
 }
 
-/// For a fence line (optional indentation and `>` quote markers, then ```), what precedes
-/// the backticks.
+/// For a fence line (optional indentation, `>` quote markers and list markers, then ```), what
+/// precedes the backticks.
 fn fence_prefix(line: &str) -> Option<&str> {
-    let stripped = line.trim_start_matches([' ', '\t', '>']);
+    let stripped = line.trim_start_matches(|c: char| matches!(c, ' ' | '\t' | '>' | '•' | '.') || c.is_ascii_digit());
     stripped.starts_with("```").then(|| &line[..line.len() - stripped.len()])
+}
+
+/// A fence's prefix as the margin a reopened or closing fence repeats: quote markers kept, list
+/// markers as spaces (a reopened fence is no new list item); none when longer than `cap`
+/// characters.
+fn margin(prefix: &str, cap: usize) -> String {
+    if prefix.chars().count() > cap {
+        return String::new();
+    }
+    prefix.chars().map(|c| if matches!(c, '>' | '\t') { c } else { ' ' }).collect()
 }
 
 /// A block container the current line sits in.
@@ -427,6 +580,8 @@ struct Renderer {
     table: Option<Table>,
     /// The top-level tables written so far.
     tables: Vec<RenderedTable>,
+    /// The output reached [`MAX_RENDER_BYTES`]: nothing more is written.
+    cut: bool,
 }
 
 impl Renderer {
@@ -576,13 +731,18 @@ impl Renderer {
                 if let Some(table) = self.table.take() {
                     let start = self.out.len();
                     self.write("```\n");
+                    // Line by line: a wide table pads every row, so its text can be far longer
+                    // than its Markdown.
                     for line in render_table(&table) {
                         self.write(&escape(&line));
                         self.newline();
+                        if self.cut {
+                            break;
+                        }
                     }
                     self.write("```");
                     // A table block cannot sit inside a quote or a list item: those stay code.
-                    if self.containers.is_empty() {
+                    if self.containers.is_empty() && !self.cut {
                         self.tables.push(RenderedTable {
                             code: self.out[start..].to_string(),
                             rows: table.plain_rows,
@@ -682,7 +842,9 @@ impl Renderer {
         }
     }
 
-    /// Writes already-escaped text, starting each line with the containers' prefix.
+    /// Writes already-escaped text, starting each line with the containers' prefix. Once the
+    /// output would pass [`MAX_RENDER_BYTES`], writes nothing more: a segment (a link, an
+    /// escape) is written whole or not at all.
     fn write(&mut self, text: &str) {
         for (i, segment) in text.split('\n').enumerate() {
             if i > 0 {
@@ -690,15 +852,25 @@ impl Renderer {
             }
             if !segment.is_empty() {
                 self.open_line();
-                self.out.push_str(segment);
+                self.push(segment);
             }
+        }
+    }
+
+    /// Appends to the output, or marks it cut when `text` would take it past the limit.
+    fn push(&mut self, text: &str) {
+        if self.out.len() + text.len() > MAX_RENDER_BYTES {
+            self.cut = true;
+        }
+        if !self.cut {
+            self.out.push_str(text);
         }
     }
 
     fn open_line(&mut self) {
         if !self.line_open {
             let prefix = self.prefix(true);
-            self.out.push_str(&prefix);
+            self.push(&prefix);
             self.line_open = true;
         }
     }
@@ -706,15 +878,15 @@ impl Renderer {
     fn newline(&mut self) {
         if !self.line_open {
             let prefix = self.prefix(false);
-            self.out.push_str(prefix.trim_end());
+            self.push(prefix.trim_end());
         }
-        self.out.push('\n');
+        self.push("\n");
         self.line_open = false;
     }
 
     fn end_line(&mut self) {
         if self.line_open {
-            self.out.push('\n');
+            self.push("\n");
             self.line_open = false;
         }
     }
@@ -757,7 +929,7 @@ impl Renderer {
 }
 
 /// A table as aligned plain-text lines: header, a dashed rule, then the rows.
-fn render_table(table: &Table) -> Vec<String> {
+fn render_table(table: &Table) -> impl Iterator<Item = String> + '_ {
     let columns = table.rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![1usize; columns];
     for row in &table.rows {
@@ -765,8 +937,8 @@ fn render_table(table: &Table) -> Vec<String> {
             widths[c] = widths[c].max(cell.chars().count());
         }
     }
-    let mut lines = Vec::with_capacity(table.rows.len() + 1);
-    for (r, row) in table.rows.iter().enumerate() {
+    let rule = widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<String>>().join("  ");
+    table.rows.iter().enumerate().flat_map(move |(r, row)| {
         let cells: Vec<String> = (0..columns)
             .map(|c| {
                 let cell = row.get(c).map_or("", String::as_str);
@@ -774,13 +946,9 @@ fn render_table(table: &Table) -> Vec<String> {
                 pad(cell, widths[c], alignment)
             })
             .collect();
-        lines.push(cells.join("  ").trim_end().to_string());
-        if r == 0 {
-            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            lines.push(rule.join("  "));
-        }
-    }
-    lines
+        let line = cells.join("  ").trim_end().to_string();
+        std::iter::once(line).chain((r == 0).then(|| rule.clone()))
+    })
 }
 
 fn pad(cell: &str, width: usize, alignment: Alignment) -> String {
@@ -974,6 +1142,57 @@ mod tests {
             assert!(part.chars().count() <= 120);
             assert_eq!(fences(part) % 2, 0, "{part:?}");
         }
+    }
+
+    /// Issue 13, defect 3: a line starting with ``` inside a `~~~` block was reopened whole in
+    /// every following part, so a long one made thousands of messages.
+    #[test]
+    fn a_backtick_line_inside_a_tilde_block_does_not_multiply_the_parts() {
+        let info = "x".repeat(3_880);
+        let code = "let a = 1; // a line of code\n".repeat(300);
+        let md = format!("Intro.\n\n~~~\n```\n```{info}\n{code}~~~\n\nThe end.");
+        let text = to_mrkdwn(&md);
+        let parts = render_reply(&md, &[]);
+        let bound = text.chars().count() / MAX_MESSAGE_CHARS + 2;
+        assert!(parts.len() <= bound, "{} parts for {} chars", parts.len(), text.chars().count());
+        for part in &parts {
+            assert!(part.text.chars().count() <= MAX_MESSAGE_CHARS, "{}", part.text.chars().count());
+        }
+        let xs: usize = parts.iter().map(|p| p.text.matches('x').count()).sum();
+        assert_eq!(xs, info.len(), "the line is neither copied nor lost");
+    }
+
+    #[test]
+    fn a_very_long_answer_is_cut_with_a_notice() {
+        let md = format!("```\n{}", "code line that goes on\n".repeat(5_000));
+        let parts = render_reply(&md, &["https://e.com/s".to_string()]);
+        assert_eq!(parts.len(), MAX_REPLY_PARTS);
+        for part in &parts {
+            assert!(part.text.chars().count() <= MAX_MESSAGE_CHARS, "{}", part.text.chars().count());
+            assert_eq!(fences(&part.text) % 2, 0, "unbalanced: {}", part.text);
+        }
+        let last = &parts[MAX_REPLY_PARTS - 1].text;
+        assert!(last.ends_with(&format!("```\n\n{CUT_NOTICE}")), "{last}");
+        assert!(parts[..MAX_REPLY_PARTS - 1].iter().all(|p| !p.text.contains(CUT_NOTICE)));
+        // Just under the cap: no notice.
+        let md = "A sentence of prose. ".repeat(1_500);
+        let parts = render_reply(&md, &[]);
+        assert!(parts.len() < MAX_REPLY_PARTS && !parts.iter().any(|p| p.text.contains(CUT_NOTICE)));
+    }
+
+    #[test]
+    fn nesting_cannot_make_the_text_grow_without_bound() {
+        // 300 nested quotes, then 20,000 lazy continuation lines: each would be written with
+        // the whole "> > > …" prefix (12 MB).
+        let md = format!("{}x\n{}", ">".repeat(300), "y\n".repeat(20_000));
+        let text = to_mrkdwn(&md);
+        assert!(text.len() <= MAX_RENDER_BYTES, "{}", text.len());
+        let parts = render_reply(&md, &[]);
+        assert!(parts.len() <= MAX_REPLY_PARTS);
+        assert!(parts.last().is_some_and(|p| p.text.ends_with(CUT_NOTICE)));
+        // A wide cell pads every row of its table.
+        let md = format!("| a | b |\n|---|---|\n| {} | x |\n{}", "w".repeat(5_000), "| 1 | 2 |\n".repeat(5_000));
+        assert!(to_mrkdwn(&md).len() <= MAX_RENDER_BYTES);
     }
 
     /// Issue 13, list 8: only http(s) and mailto targets become links; anything else (scripts,
