@@ -221,17 +221,21 @@ fn has_scheme(url: &str, scheme: &str) -> bool {
     url.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme))
 }
 
-/// A URL made safe inside `<...>`: characters that would end or split the link are
-/// percent-encoded. `&` stays as is (Slack accepts it inside the angle brackets).
+/// A URL made safe inside `<...>`: characters that would end or split the link (`<`, `>`, `|`,
+/// any space or control character) are percent-encoded; tabs and newlines are dropped, as
+/// browsers do. `&` stays as is (Slack accepts it inside the angle brackets).
 fn link_target(url: &str) -> String {
     let mut out = String::with_capacity(url.len());
     for c in url.trim().chars() {
         match c {
-            '<' => out.push_str("%3C"),
-            '>' => out.push_str("%3E"),
-            '|' => out.push_str("%7C"),
-            ' ' => out.push_str("%20"),
             '\n' | '\r' | '\t' => {}
+            '<' | '>' | '|' => out.push_str(&format!("%{:02X}", c as u32)),
+            c if c.is_whitespace() || c.is_control() => {
+                let mut bytes = [0u8; 4];
+                for b in c.encode_utf8(&mut bytes).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
             _ => out.push(c),
         }
     }
@@ -256,12 +260,7 @@ fn split(text: &str, max_chars: usize, max_parts: usize) -> Vec<String> {
     let max = max_chars.max(MIN_SPLIT_CHARS);
     let margin_cap = fence_margin_cap(max);
     // Room for "\n" + the longest closing fence this text could need.
-    let reserve = 1 + text
-        .lines()
-        .filter_map(fence_prefix)
-        .map(|prefix| margin(prefix, margin_cap).chars().count() + 3)
-        .max()
-        .unwrap_or(3);
+    let reserve = closing_reserve(text, margin_cap);
 
     let mut parts = Vec::new();
     let mut rest = text.trim_end().trim_start_matches(['\n', '\r']);
@@ -467,8 +466,24 @@ fn open_fence_after(head: &str, piece: &str, margin_cap: usize) -> Option<OpenFe
 /// For a fence line (optional indentation, `>` quote markers and list markers, then ```), what
 /// precedes the backticks.
 fn fence_prefix(line: &str) -> Option<&str> {
-    let stripped = line.trim_start_matches(|c: char| matches!(c, ' ' | '\t' | '>' | '•' | '.') || c.is_ascii_digit());
+    let stripped = line.trim_start_matches(is_prefix_char);
     stripped.starts_with("```").then(|| &line[..line.len() - stripped.len()])
+}
+
+fn is_prefix_char(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '>' | '•' | '.') || c.is_ascii_digit()
+}
+
+/// The characters a closing fence may need: "\n", a margin, "```". A part can start anywhere in
+/// a line, so any ``` may begin a fence line, with the prefix characters just before it (capped)
+/// as its margin.
+fn closing_reserve(text: &str, margin_cap: usize) -> usize {
+    let longest = text
+        .match_indices("```")
+        .map(|(i, _)| text[..i].chars().rev().take(margin_cap).take_while(|c| is_prefix_char(*c)).count())
+        .max()
+        .unwrap_or(0);
+    1 + longest + 3
 }
 
 /// A fence's prefix as the margin a reopened or closing fence repeats: quote markers kept, list
@@ -962,6 +977,9 @@ fn pad(cell: &str, width: usize, alignment: Alignment) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -989,6 +1007,7 @@ mod tests {
         assert_eq!(to_mrkdwn("`if a < b && c`"), "`if a &lt; b &amp;&amp; c`");
         // Characters that would break the link syntax are percent-encoded in the URL.
         assert_eq!(to_mrkdwn("[x](<https://e.com/a|b c>)"), "<https://e.com/a%7Cb%20c|x>");
+        assert_eq!(to_mrkdwn("[x](https://e.com/a\u{a0}b\u{2028}c)"), "<https://e.com/a%C2%A0b%E2%80%A8c|x>");
     }
 
     #[test]
