@@ -84,6 +84,12 @@ pub trait ConversationStore: Send + Sync {
     /// Records `reply_ts` on a turn that is still running (the early message of a streamed
     /// answer), so a redelivery edits that message instead of posting a second answer.
     async fn record_reply(&self, thread: &ThreadRef, message_ts: &str, reply_ts: &str) -> Result<()>;
+    /// Keeps `answer` (the worker's JSON) on a turn that is still running, before it is posted:
+    /// a redelivery after a failed post posts it without invoking the agent again. Removed by
+    /// [`Self::finish_turn`].
+    async fn keep_answer(&self, thread: &ThreadRef, message_ts: &str, answer: &str) -> Result<()>;
+    /// The answer kept on the turn of `message_ts`, if any.
+    async fn kept_answer(&self, thread: &ThreadRef, message_ts: &str) -> Result<Option<String>>;
 }
 
 /// One InvokeAgent request.
