@@ -84,6 +84,12 @@ pub trait ConversationStore: Send + Sync {
     /// Records `reply_ts` on a turn that is still running (the early message of a streamed
     /// answer), so a redelivery edits that message instead of posting a second answer.
     async fn record_reply(&self, thread: &ThreadRef, message_ts: &str, reply_ts: &str) -> Result<()>;
+    /// Keeps `answer` (the worker's JSON) on a turn that is still running, before it is posted:
+    /// a redelivery after a failed post posts it without invoking the agent again. Removed by
+    /// [`Self::finish_turn`].
+    async fn keep_answer(&self, thread: &ThreadRef, message_ts: &str, answer: &str) -> Result<()>;
+    /// The answer kept on the turn of `message_ts`, if any.
+    async fn kept_answer(&self, thread: &ThreadRef, message_ts: &str) -> Result<Option<String>>;
 }
 
 /// One InvokeAgent request.
@@ -275,6 +281,57 @@ impl ChatError {
     pub fn refused_blocks(&self) -> bool {
         self.error.starts_with("invalid_blocks")
             || matches!(self.error.as_str(), "only_one_table_allowed" | "msg_blocks_too_long")
+    }
+
+    /// Whether sending the same call again can never succeed (the channel is gone or closed to
+    /// the bot, the app is uninstalled or its token revoked, the message is refused): such a
+    /// turn ends as failed instead of going back to the queue. Anything not known to be
+    /// permanent (5xx, transport, rate limits, unknown codes) counts as transient.
+    pub fn is_permanent(&self) -> bool {
+        self.is_auth_failure()
+            || self.refused_content()
+            || matches!(
+                self.error.as_str(),
+                "channel_not_found"
+                    | "not_in_channel"
+                    | "is_archived"
+                    | "account_inactive"
+                    | "team_access_not_granted"
+                    | "ekm_access_denied"
+                    | "missing_scope"
+                    | "no_permission"
+                    | "not_allowed_token_type"
+                    | "restricted_action"
+                    | "restricted_action_read_only_channel"
+                    | "restricted_action_thread_only_channel"
+                    | "restricted_action_non_threadable_channel"
+                    | "cannot_reply_to_message"
+                    | "thread_locked"
+                    | "message_not_found"
+                    | "cant_update_message"
+                    | "edit_window_closed"
+                    | "invalid_arguments"
+                    | "http_400"
+                    | "http_403"
+                    | "http_404"
+                    | "http_410"
+                    | "method_deprecated"
+                    | "deprecated_endpoint"
+                    | "two_factor_setup_required"
+                    | "org_login_required"
+            )
+    }
+
+    /// Whether Slack refused the bot token itself (revoked, rotated away, missing): the token
+    /// may have been rotated, so it is worth re-reading once.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self.error.as_str(), "invalid_auth" | "token_revoked" | "not_authed" | "token_expired")
+    }
+
+    /// Whether Slack refused this message's content (too long, empty, bad blocks): a different
+    /// message (an apology) may still be posted in the same place.
+    pub fn refused_content(&self) -> bool {
+        self.refused_blocks() || matches!(self.error.as_str(), "msg_too_long" | "no_text" | "too_many_attachments")
     }
 }
 

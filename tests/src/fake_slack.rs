@@ -49,6 +49,9 @@ pub enum Fault {
     RateLimited { retry_after_secs: u64 },
     /// HTTP 500 with an HTML body.
     ServerError,
+    /// HTTP 500 with an HTML body after doing what was asked (a post that lands although the
+    /// caller sees a failure).
+    ServerErrorAfterDoing,
     /// HTTP 200 with `{"ok":false,"error":<this>}`.
     SlackError(String),
 }
@@ -115,7 +118,8 @@ struct Store {
 }
 
 struct Inner {
-    token: String,
+    /// The bot token accepted now ([`FakeSlack::rotate_token`] replaces it).
+    token: Mutex<String>,
     /// Unix seconds at start: posted messages get ts values after it.
     base_secs: u64,
     /// `http://ADDR/upload/`: where `files.getUploadURLExternal` sends the bytes.
@@ -178,8 +182,12 @@ impl FakeSlack {
             .build()?;
         let base_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1_700_000_000, |d| d.as_secs());
         let upload_base = format!("http://{addr}/upload/");
-        let inner =
-            Arc::new(Inner { token: token.to_string(), base_secs, upload_base, store: Mutex::new(Store::default()) });
+        let inner = Arc::new(Inner {
+            token: Mutex::new(token.to_string()),
+            base_secs,
+            upload_base,
+            store: Mutex::new(Store::default()),
+        });
         let app = Router::new().fallback(handle).with_state(Arc::clone(&inner));
         let (shutdown, stopped) = oneshot::channel::<()>();
         std::thread::Builder::new().name("fake-slack".into()).spawn(move || {
@@ -349,11 +357,25 @@ impl FakeSlack {
     /// Makes the next call of `method` (in `channel`, when given) fail with `fault`. Faults
     /// queue: several for the same call apply to successive calls, in order.
     pub fn fail_next(&self, method: &str, channel: Option<&str>, fault: Fault) {
-        self.inner.store().faults.push(PendingFault {
-            method: method.to_string(),
-            channel: channel.map(str::to_string),
-            fault,
-        });
+        self.fail_times(method, channel, fault, 1);
+    }
+
+    /// Makes the next `times` calls of `method` (in `channel`, when given) fail with `fault`.
+    pub fn fail_times(&self, method: &str, channel: Option<&str>, fault: Fault, times: usize) {
+        let mut store = self.inner.store();
+        for _ in 0..times {
+            store.faults.push(PendingFault {
+                method: method.to_string(),
+                channel: channel.map(str::to_string),
+                fault: fault.clone(),
+            });
+        }
+    }
+
+    /// From now on accepts only `token` (a rotation or reinstall of the app): calls with the
+    /// old one get `invalid_auth`.
+    pub fn rotate_token(&self, token: &str) {
+        *self.inner.token.lock().unwrap_or_else(PoisonError::into_inner) = token.to_string();
     }
 }
 
@@ -382,7 +404,8 @@ async fn handle(
     let params = Value::Object(params);
 
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let authorized = authorization == Some(format!("Bearer {}", inner.token).as_str());
+    let token = inner.token.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let authorized = authorization == Some(format!("Bearer {token}").as_str());
     let recorded_headers = headers
         .iter()
         .filter(|(name, _)| *name != header::AUTHORIZATION)
@@ -466,6 +489,10 @@ async fn handle(
     }
 
     let response = match &fault {
+        Some(fault @ Fault::ServerErrorAfterDoing) if authorized => {
+            store.answer(&method, &params, inner.base_secs, &inner.upload_base);
+            fault_response(fault)
+        }
         Some(fault) => fault_response(fault),
         None if authorization.is_none() => slack_error("not_authed"),
         None if !authorized => slack_error("invalid_auth"),
@@ -588,10 +615,18 @@ impl Store {
                     _ => None,
                 }
                 .unwrap_or(1000) as usize;
+                // Oldest first, a page at a time; the cursor is the offset of the next page.
+                let offset = str_param("cursor").and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
                 let messages = self.threads.get(&(channel.to_string(), ts.to_string())).cloned().unwrap_or_default();
-                let has_more = messages.len() > limit;
-                let page: Vec<Value> = messages.into_iter().take(limit).collect();
-                json!({ "ok": true, "messages": page, "has_more": has_more })
+                let has_more = messages.len() > offset + limit;
+                let page: Vec<Value> = messages.into_iter().skip(offset).take(limit).collect();
+                let next_cursor = if has_more { (offset + limit).to_string() } else { String::new() };
+                json!({
+                    "ok": true,
+                    "messages": page,
+                    "has_more": has_more,
+                    "response_metadata": { "next_cursor": next_cursor },
+                })
             }
             "auth.test" => json!({
                 "ok": true,
@@ -622,7 +657,7 @@ fn fault_response(fault: &Fault) -> Response {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             response
         }
-        Fault::ServerError => (
+        Fault::ServerError | Fault::ServerErrorAfterDoing => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/html")],
             "<html><body>Internal Server Error</body></html>",

@@ -1,6 +1,7 @@
 //! SlackWebClient against the fake Slack Web API: what it sends, how it retries, what it reports.
 //! Tests share one fake and run concurrently, each in its own channel.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -112,7 +113,7 @@ async fn reads_thread_replies() {
     assert_eq!(call.method, "conversations.replies");
     assert_eq!(call.http_method, "GET");
     assert!(call.authorized && call.raw_body.is_empty());
-    assert_eq!(call.params, json!({"channel": "CREPLY", "ts": "1700000000.000100", "limit": "10"}));
+    assert_eq!(call.params, json!({"channel": "CREPLY", "ts": "1700000000.000100", "limit": "200"}));
 
     // The bot's own reply shows up in the thread; the limit is honoured.
     slack.post_message("CREPLY", "1700000000.000100", "10").await.unwrap();
@@ -165,13 +166,94 @@ async fn a_rate_limit_longer_than_the_budget_fails_at_once() {
 async fn retries_a_server_error_then_succeeds() {
     let fake = fake();
     let slack = client(fake);
-    fake.fail_next("chat.postMessage", Some("C5XX"), Fault::ServerError);
     let ts = slack.post_message("C5XX", "1.000001", "hi").await.unwrap();
-    assert!(!ts.is_empty());
+    fake.fail_next("chat.update", Some("C5XX"), Fault::ServerError);
+    slack.update_message("C5XX", &ts, "edited").await.unwrap();
     let calls = fake.calls_for("C5XX");
-    assert_eq!(calls.len(), 2);
-    assert_eq!(calls[0].fault, Some(Fault::ServerError));
-    assert_eq!(calls[1].params, calls[0].params, "the retry sends the same request");
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[1].fault, Some(Fault::ServerError));
+    assert_eq!(calls[2].params, calls[1].params, "the retry sends the same request");
+}
+
+#[tokio::test]
+async fn a_post_is_not_repeated_after_a_server_error() {
+    // Slack may have posted it before failing: a blind retry could show the answer twice.
+    let fake = fake();
+    let slack = client(fake);
+    fake.fail_next("chat.postMessage", Some("C5XXPOST"), Fault::ServerError);
+    let err = slack.post_message("C5XXPOST", "1.000001", "hi").await.unwrap_err();
+    assert_eq!((err.method, err.error.as_str()), ("chat.postMessage", "http_500"));
+    assert!(!err.is_permanent(), "the caller may try again when it knows the post did not land");
+    assert_eq!(fake.calls_for("C5XXPOST").len(), 1);
+    // Rate limits say nothing was done: still waited out and retried.
+    fake.fail_next("chat.postMessage", Some("C5XXPOST"), Fault::RateLimited { retry_after_secs: 0 });
+    slack.post_message("C5XXPOST", "1.000001", "hi").await.unwrap();
+    assert_eq!(fake.calls_for("C5XXPOST").len(), 3);
+}
+
+#[tokio::test]
+async fn a_long_thread_is_read_to_its_newest_messages() {
+    let fake = fake();
+    let slack = client(fake);
+    let root = "1700000000.000000";
+    let messages: Vec<_> = (0..450)
+        .map(|i| json!({"type": "message", "user": "U1", "text": format!("m{i}"), "ts": format!("1700000000.{i:06}")}))
+        .collect();
+    fake.seed_thread("CLONG", root, messages);
+    let history = slack.thread_replies("CLONG", root, 50).await.unwrap();
+    let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts.len(), 50);
+    assert_eq!(texts[0], "m0", "the thread's first message (its topic) is kept");
+    assert_eq!(texts[1], "m401");
+    assert_eq!(texts[49], "m449", "the newest message is there");
+    assert_eq!(fake.calls_for("CLONG").len(), 3, "pages of 200");
+}
+
+/// The Slack secret as a test controls it; counts its reads.
+struct RotatingSecret {
+    token: std::sync::Mutex<String>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl shared::ports::SlackSecretSource for RotatingSecret {
+    async fn load(&self) -> shared::Result<shared::aws::secrets::SlackSecret> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let token = self.token.lock().unwrap().clone();
+        Ok(shared::aws::secrets::SlackSecret { signing_secret: "s".to_string().into(), bot_token: token.into() })
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_is_re_read_once_and_the_call_retried() {
+    // Its own fake: the token is rotated.
+    let fake = FakeSlack::start().unwrap();
+    let secret =
+        Arc::new(RotatingSecret { token: std::sync::Mutex::new(BOT_TOKEN.to_string()), reads: Default::default() });
+    let slack = client(&fake).with_token_source(secret.clone(), Duration::from_secs(3600));
+    let reads = || secret.reads.load(std::sync::atomic::Ordering::SeqCst);
+    slack.post_message("CROT", "1.000001", "before").await.unwrap();
+    assert_eq!(reads(), 0, "the token is read at init, not per call");
+
+    // A reinstall: Slack refuses the old token, the secret holds the new one.
+    fake.rotate_token("xoxb-rotated");
+    *secret.token.lock().unwrap() = "xoxb-rotated".into();
+    slack.post_message("CROT", "1.000001", "after").await.unwrap();
+    assert_eq!(reads(), 1);
+    let calls = fake.calls_for("CROT");
+    assert_eq!(calls.len(), 3);
+    assert!(!calls[1].authorized && calls[2].authorized, "refused once, then sent with the new token");
+    assert_eq!(fake.posted_texts("CROT"), vec!["before", "after"]);
+
+    // Revoked for good: re-read at most once per interval, the error comes back.
+    fake.rotate_token("xoxb-elsewhere");
+    let err = slack.post_message("CROT", "1.000001", "again").await.unwrap_err();
+    assert_eq!(err.error, "invalid_auth");
+    assert!(err.is_permanent());
+    let err = slack.add_reaction("CROT", "1.000001", "eyes").await.unwrap_err();
+    assert_eq!(err.error, "invalid_auth");
+    assert_eq!(reads(), 1, "rate limited: no second read within the interval");
+    assert_eq!(fake.calls_for("CROT").len(), 5, "no retry without a new token");
 }
 
 #[tokio::test]

@@ -25,9 +25,14 @@ async fn main() -> Result<(), Error> {
     let rollups = Arc::new(DynamoDbRollups::new(dynamodb.clone(), &config.usage_table));
     let channel = match (&config.report_channel, &config.slack_secret_arn) {
         (Some(channel), Some(arn)) => {
-            let secret = SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), arn).load().await?;
-            let slack: Arc<dyn ReportChannel> =
-                Arc::new(SlackWebClient::new(&config.slack_api_base, secret.bot_token)?);
+            let secrets: Arc<dyn SlackSecretSource> =
+                Arc::new(SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), arn));
+            let secret = secrets.load().await?;
+            // A rotated or reinstalled token is re-read when Slack refuses the one loaded here.
+            let slack: Arc<dyn ReportChannel> = Arc::new(
+                SlackWebClient::new(&config.slack_api_base, secret.bot_token)?
+                    .with_token_source(secrets, shared::slack::client::TOKEN_REFRESH_INTERVAL),
+            );
             Some((channel.clone(), slack))
         }
         _ => None,

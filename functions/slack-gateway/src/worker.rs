@@ -297,7 +297,7 @@ impl Worker {
             info!(event_id = %m.event_id, channel = %m.channel_id, "thread reply in a thread the bot is not part of; ignored");
             return Ok(());
         }
-        let mut record = TurnRecord {
+        let record = TurnRecord {
             thread: thread.clone(),
             message_ts: m.ts.clone(),
             event_id: m.event_id.clone(),
@@ -336,6 +336,11 @@ impl Worker {
                 }
             },
         };
+        let kept = self.kept_answer(m, resumed).await;
+        let earlier_reply = match (earlier_reply, &kept) {
+            (None, Some(kept)) => self.kept_answer_in_thread(m, kept).await,
+            (earlier, _) => earlier,
+        };
         let live = LiveReply::new(
             self.chat.clone(),
             self.conversations.clone(),
@@ -347,6 +352,13 @@ impl Worker {
         // Shown (again: the ingress may have) right away, and cleared on every way out below.
         let status = StatusIndicator::new(self.chat.clone(), self.settings.status.clone());
         let shown = status.show(m).await;
+        // The agent already answered an earlier delivery: post that answer, never ask again.
+        if let Some(kept) = kept {
+            info!(event_id = %m.event_id, "posting the answer an earlier delivery kept; the agent is not invoked again");
+            let posted = self.post_and_record(m, record, kept, true, &live, &[]).await;
+            status.clear(m, shown).await;
+            return posted;
+        }
         let started = Instant::now();
         let notice = match self.check_budget(m).await {
             BudgetVerdict::Ok => None,
@@ -404,50 +416,178 @@ impl Worker {
             Err(e) => (Outcome::Failed, None, Some(e.code.clone()), e.spent.clone()),
         };
 
-        // The answer (or the one apology) goes out before anything is recorded.
+        // The answer (or the one apology) goes out before anything is recorded, but is kept on
+        // the turn first: a redelivery after a failed post posts it without re-invoking the agent.
         // When an early message is up, the answer (or apology) replaces it.
-        let post = match (&turn, outcome) {
+        let parts = match (&turn, outcome) {
             (Some(t), Outcome::Answered | Outcome::GuardrailBlocked) => {
                 let text = if t.text.trim().is_empty() { NO_ANSWER } else { &t.text };
-                live.deliver(reply_parts(text, &t.sources, notice.as_deref())).await
+                reply_parts(text, &t.sources, notice.as_deref())
             }
-            _ => live.deliver(vec![Reply::plain(APOLOGY)]).await,
+            _ => vec![Reply::plain(APOLOGY)],
         };
+        self.emit_turn_metrics(latency_ms, error_code.as_deref());
+        let empty = AgentTurn::default();
+        let turn_ref = turn.as_ref().unwrap_or(&empty);
+        let kept = KeptAnswer {
+            parts: parts.into_iter().map(KeptPart::from).collect(),
+            analytics: self.analytics_event(
+                m,
+                &request.session_id,
+                turn_ref,
+                &spent,
+                outcome,
+                error_code.clone(),
+                latency_ms,
+            ),
+            usage: (!spent.is_empty()).then(|| self.usage_record(m, &spent)),
+        };
+        let stored = self.keep_answer(m, &kept).await;
+        // The agent's files are not kept (too large for the turn): only this delivery shares them.
+        let files = turn.map(|t| t.files).unwrap_or_default();
+        let posted = self.post_and_record(m, record, kept, stored, &live, &files).await;
         status.clear(m, shown).await;
+        posted
+    }
+
+    /// Keeps the answer on the turn before it is posted; false when it could not be (the turn
+    /// then runs again after a failed post, as before).
+    async fn keep_answer(&self, m: &MessageWork, kept: &KeptAnswer) -> bool {
+        let stored = match serde_json::to_string(kept) {
+            Ok(json) => self.conversations.keep_answer(&m.thread(), &m.ts, &json).await,
+            Err(e) => Err(shared::Error::Malformed { what: "kept answer", reason: e.to_string() }),
+        };
+        match stored {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics.count_with_total("LoggingErrors", 1.0, &[("Sink", "conversations")]);
+                error!(error = %e, event_id = %m.event_id, "could not keep the answer on the turn before posting it");
+                false
+            }
+        }
+    }
+
+    /// The answer an earlier delivery of a resumed turn kept, if any.
+    async fn kept_answer(&self, m: &MessageWork, resumed: bool) -> Option<KeptAnswer> {
+        if !resumed {
+            return None;
+        }
+        match self.conversations.kept_answer(&m.thread(), &m.ts).await {
+            Ok(kept) => kept.and_then(|json| match serde_json::from_str(&json) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    self.metrics.count_with_total("SchemaDrift", 1.0, &[("EventType", "kept_answer")]);
+                    warn!(error = %e, event_id = %m.event_id, "unreadable kept answer; running the turn again");
+                    None
+                }
+            }),
+            Err(e) => {
+                warn!(error = %e, event_id = %m.event_id, "could not read a kept answer; running the turn again");
+                None
+            }
+        }
+    }
+
+    /// The kept answer's first message when a post that failed (a 5xx, a timeout) had in fact
+    /// reached the thread: the redelivery then edits it instead of posting the answer twice.
+    async fn kept_answer_in_thread(&self, m: &MessageWork, kept: &KeptAnswer) -> Option<String> {
+        let first = kept.parts.first()?;
+        let thread = m.thread();
+        match self.chat.thread_replies(&thread.channel_id, &thread.thread_ts, 50).await {
+            Ok(history) => history
+                .into_iter()
+                .rev()
+                .find(|h| h.bot && h.text == first.text && h.ts.as_str() > m.ts.as_str())
+                .map(|h| h.ts),
+            Err(e) => {
+                warn!(error = %e, event_id = %m.event_id, "could not look for the kept answer in the thread");
+                None
+            }
+        }
+    }
+
+    /// Posts the kept answer and records the turn. A permanent Slack refusal ends the turn as
+    /// failed (counted, logged, recorded, usage published, not returned to the queue); a
+    /// transient one returns the message to the queue, whose redelivery posts the kept answer.
+    async fn post_and_record(
+        &self,
+        m: &MessageWork,
+        mut record: TurnRecord,
+        mut kept: KeptAnswer,
+        stored: bool,
+        live: &LiveReply,
+        files: &[shared::domain::AgentFile],
+    ) -> Result<(), WorkError> {
+        let parts: Vec<Reply> = kept.parts.iter().cloned().map(Reply::from).collect();
+        let post = match live.deliver(parts).await {
+            // Slack refused this message, not the place: the user still gets the apology.
+            Err(e) if e.refused_content() && kept.analytics.outcome != Outcome::Failed => {
+                warn!(slack_method = e.method, error = %e.error, event_id = %m.event_id, "slack refused the answer; posting the apology");
+                kept.analytics.outcome = Outcome::Failed;
+                kept.analytics.error_code = Some(slack_error_code(&e));
+                live.deliver(vec![Reply::plain(APOLOGY)]).await
+            }
+            other => other,
+        };
         let reply_ts = match post {
-            Ok(ts) => ts,
+            Ok(ts) => Some(ts),
+            Err(e) if e.is_permanent() => {
+                self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", "SlackPermanent")]);
+                error!(
+                    slack_method = e.method,
+                    error = %e.error,
+                    event_id = %m.event_id,
+                    channel = %m.channel_id,
+                    "slack refused the answer for good; the turn ends as failed"
+                );
+                kept.analytics.outcome = Outcome::Failed;
+                kept.analytics.error_code = Some(slack_error_code(&e));
+                // An early message may be up: it stays the turn's reply.
+                live.ts()
+            }
             Err(e) => {
                 // Tokens were spent even though nobody saw the answer: record them before retrying.
-                self.publish_usage_now(m, &spent).await;
+                match (&kept.usage, stored) {
+                    // The redelivery posts the kept answer and publishes the same record again:
+                    // its stable id makes the ledger count it once.
+                    (Some(usage), true) => {
+                        if let Err(e) = self.usage.publish(usage).await {
+                            self.metrics.count_with_total("LoggingErrors", 1.0, &[("Sink", "usage")]);
+                            error!(error = %e, event_id = %m.event_id, "could not publish usage of an unposted answer");
+                        }
+                    }
+                    (Some(usage), false) => self.publish_usage_now(m, &usage.calls).await,
+                    (None, _) => {}
+                }
                 return Err(WorkError::Slack(e));
             }
         };
 
-        let empty = AgentTurn::default();
-        let turn_ref = turn.as_ref().unwrap_or(&empty);
-        self.emit_turn_metrics(latency_ms, error_code.as_deref());
-        let analytics =
-            self.analytics_event(m, &request.session_id, turn_ref, &spent, outcome, error_code.clone(), latency_ms);
-        let usage = (!spent.is_empty()).then(|| self.usage_record(m, &spent));
-
+        let outcome = kept.analytics.outcome;
         record.status = if outcome == Outcome::Failed { TurnStatus::Failed } else { TurnStatus::Answered };
         record.finished_at_ms = Some(chrono::Utc::now().timestamp_millis());
-        record.reply_ts = Some(reply_ts);
+        record.reply_ts = reply_ts.clone();
         record.outcome = Some(outcome.as_str().to_string());
-        record.error_code = error_code;
-        record.pending_analytics = serde_json::to_string(&analytics).ok();
-        record.pending_usage = usage.as_ref().and_then(|u| serde_json::to_string(u).ok());
+        record.error_code = kept.analytics.error_code.clone();
+        record.pending_analytics = serde_json::to_string(&kept.analytics).ok();
+        record.pending_usage = kept.usage.as_ref().and_then(|u| serde_json::to_string(u).ok());
         if let Err(e) = self.conversations.finish_turn(&record).await {
             // Not returned as a failure: a redelivery would answer the user a second time.
             self.metrics.count_with_total("LoggingErrors", 1.0, &[("Sink", "conversations")]);
             error!(error = %e, event_id = %m.event_id, "could not record the finished turn");
         }
         // After the turn is recorded: a failure or a crash here can never bring a second answer.
-        if let Some(t) = &turn {
-            crate::files::share(&t.files, &thread, self.files.as_ref(), &self.metrics, &m.event_id).await;
+        if reply_ts.is_some() {
+            crate::files::share(files, &m.thread(), self.files.as_ref(), &self.metrics, &m.event_id).await;
         }
-        self.deliver(&record, Some(&analytics), usage.as_ref()).await;
-        info!(event_id = %m.event_id, outcome = outcome.as_str(), latency_ms, agent_id = %self.settings.agent_id, "turn finished");
+        self.deliver(&record, Some(&kept.analytics), kept.usage.as_ref()).await;
+        info!(
+            event_id = %m.event_id,
+            outcome = outcome.as_str(),
+            latency_ms = kept.analytics.latency_ms,
+            agent_id = %self.settings.agent_id,
+            "turn finished"
+        );
         Ok(())
     }
 
@@ -728,6 +868,40 @@ impl Worker {
             self.deliver(done, analytics.as_ref(), usage.as_ref()).await;
         }
     }
+}
+
+/// A turn's answer as kept on the turn before it is posted: what to post, and the records to
+/// publish once it is.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct KeptAnswer {
+    parts: Vec<KeptPart>,
+    analytics: AnalyticsEvent,
+    usage: Option<UsageRecord>,
+}
+
+/// One Slack message of a kept answer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct KeptPart {
+    text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blocks: Option<Vec<serde_json::Value>>,
+}
+
+impl From<Reply> for KeptPart {
+    fn from(r: Reply) -> Self {
+        KeptPart { text: r.text, blocks: r.blocks }
+    }
+}
+
+impl From<KeptPart> for Reply {
+    fn from(p: KeptPart) -> Self {
+        Reply { text: p.text, blocks: p.blocks }
+    }
+}
+
+/// The error code a Slack refusal leaves on the turn, e.g. `slack_channel_not_found`.
+fn slack_error_code(e: &shared::ports::ChatError) -> String {
+    format!("slack_{}", e.error)
 }
 
 /// The answer as Slack messages: mrkdwn, sources listed, split to Slack's size, a table as a

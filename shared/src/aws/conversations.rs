@@ -192,17 +192,83 @@ impl ConversationStore for DynamoDbConversations {
     }
 
     async fn finish_turn(&self, turn: &TurnRecord) -> Result<()> {
+        // An update of the turn's own attributes, never a replacement: the item also holds the
+        // feedback counters a reaction on the early message may have added meanwhile.
+        let mut item = to_item(turn);
+        item.remove("pk");
+        item.remove("sk");
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut set = Vec::new();
+        let mut attrs: Vec<(String, AttributeValue)> = item.into_iter().collect();
+        attrs.sort_by(|a, b| a.0.cmp(&b.0));
+        for (i, (name, value)) in attrs.iter().enumerate() {
+            names.insert(format!("#s{i}"), name.clone());
+            values.insert(format!(":s{i}"), value.clone());
+            set.push(format!("#s{i} = :s{i}"));
+        }
+        let mut remove = Vec::new();
+        for (i, name) in TURN_OPTIONAL_ATTRIBUTES.iter().filter(|a| !attrs.iter().any(|(n, _)| n == *a)).enumerate() {
+            names.insert(format!("#r{i}"), name.to_string());
+            remove.push(format!("#r{i}"));
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
         super::with_retries(|| async {
             self.client
-                .put_item()
+                .update_item()
                 .table_name(&self.table)
-                .set_item(Some(to_item(turn)))
+                .key("pk", s(thread_pk(&turn.thread)))
+                .key("sk", s(turn_sk(&turn.message_ts)))
+                .update_expression(&expression)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| Error::from_sdk("dynamodb", "PutItem", e))
+                .map_err(|e| Error::from_sdk("dynamodb", "UpdateItem", e))
         })
         .await
+    }
+
+    async fn keep_answer(&self, thread: &ThreadRef, message_ts: &str, answer: &str) -> Result<()> {
+        // Only on a turn still running: a finished turn's record is final.
+        super::with_retries(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(thread_pk(thread)))
+                .key("sk", s(turn_sk(message_ts)))
+                .update_expression("SET #ka = :a")
+                .condition_expression("#st = :received")
+                .expression_attribute_names("#ka", KEPT_ANSWER)
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":a", s(answer))
+                .expression_attribute_values(":received", s(TurnStatus::Received.as_str()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::from_sdk("dynamodb", "UpdateItem", e))
+        })
+        .await
+    }
+
+    async fn kept_answer(&self, thread: &ThreadRef, message_ts: &str) -> Result<Option<String>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(thread_pk(thread)))
+            .key("sk", s(turn_sk(message_ts)))
+            .projection_expression("#ka")
+            .expression_attribute_names("#ka", KEPT_ANSWER)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("dynamodb", "GetItem", e))?;
+        Ok(out.item.and_then(|i| i.get(KEPT_ANSWER).and_then(|v| v.as_s().ok()).cloned()))
     }
 
     async fn clear_pending(&self, thread: &ThreadRef, message_ts: &str, analytics: bool, usage: bool) -> Result<()> {
@@ -310,6 +376,25 @@ const ANALYTICS_PENDING: &str = "analytics_pending";
 const USAGE_PENDING: &str = "usage_pending";
 const SENTIMENT: &str = "sentiment";
 const FEEDBACK_PREFIX: &str = "FEEDBACK#";
+/// A running turn's answer, kept before it is posted (removed when the turn finishes).
+const KEPT_ANSWER: &str = "kept_answer";
+/// The turn attributes [`to_item`] writes only when they have a value: finishing a turn removes
+/// those it no longer has (and the kept answer), leaving every other attribute (feedback) alone.
+const TURN_OPTIONAL_ATTRIBUTES: &[&str] = &[
+    "reply_ts",
+    "outcome",
+    "error_code",
+    "pending_analytics",
+    "pending_usage",
+    "finished_at_ms",
+    OPEN_TURN,
+    REPLY_KEY,
+    KB_CONSULTED,
+    HAS_USAGE,
+    ANALYTICS_PENDING,
+    USAGE_PENDING,
+    KEPT_ANSWER,
+];
 
 /// The UTC hour bucket of an epoch-ms instant, e.g. `2026-11-23T16`.
 pub fn hour_bucket(ms: i64) -> String {

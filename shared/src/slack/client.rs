@@ -1,10 +1,15 @@
 //! The Slack Web API over reqwest (rustls): posting replies, status reactions, thread history.
 //!
 //! Rate limits (HTTP 429) are waited out as Slack asks, within a bound; 5xx answers and
-//! connection failures are retried with jittered backoff; Slack's own `ok: false` errors are
-//! returned as they are. The bot token only ever travels in the `Authorization` header.
+//! connection failures are retried with jittered backoff, but only for calls that are safe to
+//! repeat: a 5xx or a timeout after `chat.postMessage` may mean Slack posted it, so a post is
+//! never re-sent blindly. Slack's own `ok: false` errors are returned as they are, except that a
+//! refused token (`invalid_auth`, `token_revoked`, `not_authed`) makes the client re-read the
+//! secret (at most once a minute) and retry once with the new token: a rotation or a reinstall
+//! takes effect in warm containers. The bot token only ever travels in the `Authorization` header.
 
-use std::time::Duration;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -12,7 +17,7 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use crate::ports::{ChatClient, ChatError, ThreadMessage};
+use crate::ports::{ChatClient, ChatError, SlackSecretSource, ThreadMessage};
 use crate::retry::Backoff;
 use crate::{Error, Result};
 
@@ -38,14 +43,30 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 /// When a 429 comes without a usable `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The shortest time between two re-reads of the bot token after Slack refused it: a revoked
+/// token must not turn every call into a Secrets Manager read.
+pub const TOKEN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// Messages per `conversations.replies` page (Slack recommends at most 200).
+const REPLIES_PAGE: u32 = 200;
+/// Pages read to reach the newest messages of a long thread.
+const MAX_REPLIES_PAGES: usize = 10;
+
+/// Where a refused bot token is re-read from, and when it last was.
+struct TokenRefresh {
+    source: Arc<dyn SlackSecretSource>,
+    interval: Duration,
+    last: tokio::sync::Mutex<Option<Instant>>,
+}
 
 /// A [`ChatClient`] speaking to the Slack Web API with a bot token.
 pub struct SlackWebClient {
     http: reqwest::Client,
     /// Always ends with `/`, so joining a method name appends it.
     api_base: Url,
-    /// `Bearer <token>`, marked sensitive so it is never shown in debug output.
-    authorization: HeaderValue,
+    /// `Bearer <token>`, marked sensitive so it is never shown in debug output; replaced when
+    /// a refused token is re-read.
+    authorization: RwLock<HeaderValue>,
+    refresh: Option<TokenRefresh>,
     backoff: Backoff,
     max_rate_limit_wait: Duration,
 }
@@ -106,7 +127,8 @@ impl SlackWebClient {
         Ok(SlackWebClient {
             http,
             api_base,
-            authorization,
+            authorization: RwLock::new(authorization),
+            refresh: None,
             backoff: Backoff::default(),
             max_rate_limit_wait: DEFAULT_MAX_RATE_LIMIT_WAIT,
         })
@@ -122,6 +144,50 @@ impl SlackWebClient {
     pub fn with_max_rate_limit_wait(mut self, max_wait: Duration) -> Self {
         self.max_rate_limit_wait = max_wait;
         self
+    }
+
+    /// Re-reads the bot token from `source` when Slack refuses the current one, at most once
+    /// per `interval` (see [`TOKEN_REFRESH_INTERVAL`]), and retries the refused call once.
+    pub fn with_token_source(mut self, source: Arc<dyn SlackSecretSource>, interval: Duration) -> Self {
+        self.refresh = Some(TokenRefresh { source, interval, last: tokio::sync::Mutex::new(None) });
+        self
+    }
+
+    fn authorization(&self) -> HeaderValue {
+        self.authorization.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// After Slack refused `used`: true when a different token is now in place (re-read from
+    /// the secret, or already by a concurrent call), so the call is worth one more attempt.
+    async fn refresh_token(&self, used: &HeaderValue) -> bool {
+        let Some(refresh) = &self.refresh else { return false };
+        let mut last = refresh.last.lock().await;
+        if self.authorization() != *used {
+            return true;
+        }
+        if last.is_some_and(|at| at.elapsed() < refresh.interval) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        let fresh = match refresh.source.load().await {
+            Ok(secret) => bearer(&secret.bot_token),
+            Err(e) => Err(e),
+        };
+        match fresh {
+            Ok(header) if header == *used => {
+                tracing::warn!("slack refused the bot token and the secret still holds the same one");
+                false
+            }
+            Ok(header) => {
+                *self.authorization.write().unwrap_or_else(PoisonError::into_inner) = header;
+                tracing::info!("slack refused the bot token; re-read a new one from the secret");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "slack refused the bot token and the secret could not be re-read");
+                false
+            }
+        }
     }
 
     /// Replaces the text of a message the bot posted (`chat.update`).
@@ -262,6 +328,7 @@ impl SlackWebClient {
 
         let mut attempt: u32 = 0;
         let mut rate_limit_waited = Duration::ZERO;
+        let mut token_reread = false;
         loop {
             let request = match &body {
                 Some(bytes) => self
@@ -271,7 +338,8 @@ impl SlackWebClient {
                     .body(bytes.clone()),
                 None => self.http.get(url.clone()),
             };
-            let request = request.header(AUTHORIZATION, self.authorization.clone());
+            let authorization = self.authorization();
+            let request = request.header(AUTHORIZATION, authorization.clone());
 
             let outcome = match request.send().await {
                 Ok(response) => {
@@ -289,9 +357,21 @@ impl SlackWebClient {
 
             let (error, delay) = match outcome {
                 Attempt::Done(value) => return Ok(value),
-                Attempt::Fail(error) => return Err(fail(&error)),
+                Attempt::Fail(error) => {
+                    // A refused token reached nothing, so even a post may be sent again.
+                    if !token_reread && fail(&error).is_auth_failure() && self.refresh_token(&authorization).await {
+                        token_reread = true;
+                        continue;
+                    }
+                    return Err(fail(&error));
+                }
                 Attempt::RateLimited(_) if !patient => return Err(fail("ratelimited")),
                 Attempt::Transient(error) if !patient => return Err(fail(&error)),
+                // Slack may have acted on it before failing: only the caller can tell whether to repeat.
+                Attempt::Transient(error) if !idempotent && error.starts_with("http_") => {
+                    tracing::warn!(slack_method = method, error = %error, "slack call failed; not repeated (not idempotent)");
+                    return Err(fail(&error));
+                }
                 Attempt::RateLimited(wait) => {
                     if rate_limit_waited + wait > self.max_rate_limit_wait {
                         tracing::warn!(
@@ -497,11 +577,53 @@ impl ChatClient for SlackWebClient {
         thread_ts: &str,
         limit: u32,
     ) -> std::result::Result<Vec<ThreadMessage>, ChatError> {
-        // Slack caps a page at 1,000 messages.
-        let limit = limit.clamp(1, 1000);
-        let query = [("channel", channel.to_string()), ("ts", thread_ts.to_string()), ("limit", limit.to_string())];
-        let answer = self.call("conversations.replies", Payload::Query(&query), true).await?;
-        Ok(thread_messages(&answer, limit as usize))
+        // Slack returns a thread oldest first: page through to its newest messages, keeping the
+        // thread's first message (the topic) and the newest after it.
+        let limit = limit.clamp(1, 1000) as usize;
+        let mut kept: std::collections::VecDeque<ThreadMessage> = std::collections::VecDeque::new();
+        let mut first: Option<ThreadMessage> = None;
+        let mut cursor: Option<String> = None;
+        for page in 0..MAX_REPLIES_PAGES {
+            let mut query = vec![
+                ("channel", channel.to_string()),
+                ("ts", thread_ts.to_string()),
+                ("limit", REPLIES_PAGE.to_string()),
+            ];
+            if let Some(c) = cursor.take() {
+                query.push(("cursor", c));
+            }
+            let answer = self.call("conversations.replies", Payload::Query(&query), true).await?;
+            for message in thread_messages(&answer, usize::MAX) {
+                match &first {
+                    None => {
+                        first = Some(message);
+                        continue;
+                    }
+                    // Slack may repeat the thread's first message at the top of every page.
+                    Some(f) if f.ts == message.ts => continue,
+                    Some(_) => {}
+                }
+                kept.push_back(message);
+                if kept.len() >= limit {
+                    kept.pop_front();
+                }
+            }
+            cursor = answer
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+            if page + 1 == MAX_REPLIES_PAGES {
+                tracing::warn!(
+                    pages = MAX_REPLIES_PAGES,
+                    "thread longer than the pages read; its newest messages are missing"
+                );
+            }
+        }
+        Ok(first.into_iter().chain(kept).take(limit).collect())
     }
 }
 
@@ -574,6 +696,28 @@ mod tests {
     }
 
     #[test]
+    fn permanent_errors_are_told_apart_from_transient_ones() {
+        let error = |e: &str| ChatError { method: "chat.postMessage", error: e.into() };
+        for permanent in [
+            "channel_not_found",
+            "not_in_channel",
+            "is_archived",
+            "invalid_auth",
+            "token_revoked",
+            "account_inactive",
+            "msg_too_long",
+            "not_authed",
+        ] {
+            assert!(error(permanent).is_permanent(), "{permanent}");
+        }
+        for transient in ["ratelimited", "http_500", "http_503", "transport", "fatal_error", "internal_error", "new"] {
+            assert!(!error(transient).is_permanent(), "{transient}");
+        }
+        assert!(error("token_revoked").is_auth_failure() && !error("channel_not_found").is_auth_failure());
+        assert!(error("msg_too_long").refused_content() && !error("is_archived").refused_content());
+    }
+
+    #[test]
     fn reaction_names_lose_their_colons() {
         assert_eq!(reaction_name(":eyes:"), "eyes");
         assert_eq!(reaction_name("white_check_mark"), "white_check_mark");
@@ -589,7 +733,7 @@ mod tests {
         );
         let debug = format!("{client:?}");
         assert!(!debug.contains(TOKEN) && debug.contains("127.0.0.1"), "{debug}");
-        assert!(client.authorization.is_sensitive());
+        assert!(client.authorization().is_sensitive());
 
         let e = SlackWebClient::new("not a url", SecretString::from(TOKEN)).unwrap_err().to_string();
         assert!(e.contains("SLACK_API_BASE"), "{e}");

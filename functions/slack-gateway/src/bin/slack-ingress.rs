@@ -35,7 +35,8 @@ async fn main() -> Result<(), Error> {
             let token = secrets.load().await?.bot_token;
             let chat = SlackWebClient::new(&config.slack_api_base, token)?
                 .with_backoff(Backoff { max_attempts: 1, ..Backoff::default() })
-                .with_max_rate_limit_wait(Duration::ZERO);
+                .with_max_rate_limit_wait(Duration::ZERO)
+                .with_token_source(secrets.clone(), shared::slack::client::TOKEN_REFRESH_INTERVAL);
             ingress
                 .with_queued_status(QueuedStatus { indicator: StatusIndicator::new(Arc::new(chat), settings), timeout })
         }

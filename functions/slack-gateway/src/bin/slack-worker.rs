@@ -24,12 +24,16 @@ async fn main() -> Result<(), Error> {
     init_logging();
     let config = WorkerConfig::from_env()?;
     let sdk = shared::config::aws_sdk_config().await;
-    let secret = SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.slack_secret_arn)
-        .load()
-        .await?;
+    let secrets: Arc<dyn SlackSecretSource> =
+        Arc::new(SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.slack_secret_arn));
+    let secret = secrets.load().await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let fetcher = SlackFileFetcher::new(&secret.bot_token, config.file_hosts.clone())?;
-    let slack = Arc::new(SlackWebClient::new(&config.slack_api_base, secret.bot_token)?);
+    // A rotated or reinstalled token is re-read when Slack refuses the one loaded here.
+    let slack = Arc::new(
+        SlackWebClient::new(&config.slack_api_base, secret.bot_token)?
+            .with_token_source(secrets, shared::slack::client::TOKEN_REFRESH_INTERVAL),
+    );
     let worker = Worker {
         agent: Arc::new(BedrockAgent::new(
             shared::aws::agent::agent_client(&sdk),
