@@ -326,11 +326,8 @@ async fn a_failed_thread_holds_back_its_later_turns_but_not_other_threads() {
         let req = request(&with_body(event, &body, TEST_SIGNING_SECRET, chrono::Utc::now().timestamp()));
         assert_eq!(status(&gw.ingress.handle(&req).await), 200);
     }
-    emulators().slack.fail_next(
-        "chat.postMessage",
-        Some(bad),
-        tests::fake_slack::Fault::SlackError("channel_not_found".into()),
-    );
+    // A transient failure (a permanent one ends the turn instead of returning it).
+    emulators().slack.fail_next("chat.postMessage", Some(bad), tests::fake_slack::Fault::ServerError);
     let records = work_messages(&gw).await;
     assert_eq!(records.len(), 3);
     let mut bad_ids: Vec<String> = records
