@@ -149,15 +149,16 @@ pub fn match_route(method: &str, path: &str) -> Option<(&'static Route, HashMap<
     })
 }
 
+/// `%XX` (two hex digits) as the byte it names; anything else as is; invalid UTF-8 replaced.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
+        // Two hex digits exactly: from_str_radix alone would also take "+1" as 1.
+        if let [b'%', hi, lo, ..] = bytes[i..] {
+            if let (Some(hi), Some(lo)) = ((hi as char).to_digit(16), (lo as char).to_digit(16)) {
+                out.push((hi * 16 + lo) as u8);
                 i += 3;
                 continue;
             }
@@ -676,6 +677,7 @@ mod tests {
         assert!(match_route("GET", "/admin/users//cost").is_none());
         assert!(match_route("GET", "/admin/nothing").is_none());
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+        assert_eq!(percent_decode("%+1%-1%+f"), "%+1%-1%+f", "a sign is no hex digit");
     }
 
     #[test]
@@ -708,5 +710,371 @@ mod tests {
         let v = params(&[]);
         let period = Params::new(route, &v).unwrap().period(now).unwrap();
         assert_eq!((period.from.to_string(), period.to.to_string()), ("2026-05-04".into(), "2026-05-10".into()));
+    }
+}
+
+/// Property tests of routing, percent-decoding and parameter checks over generated requests
+/// (issue 13). CI runs 256 cases per property; the long run:
+/// `PROPTEST_CASES=100000 cargo test -p cost-analyzer --lib api::properties`.
+#[cfg(test)]
+mod properties {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use aws_lambda_events::event::lambda_function_urls::{
+        LambdaFunctionUrlRequestContext, LambdaFunctionUrlRequestContextAuthorizerDescription,
+        LambdaFunctionUrlRequestContextAuthorizerIamDescription, LambdaFunctionUrlRequestContextHttpDescription,
+    };
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::athena::PopularQuery;
+    use crate::store::{KnownUser, UserUsage};
+
+    fn config() -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+        ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    }
+
+    /// `s` percent-encoded: every byte but unreserved ones (or every byte), hex in either case.
+    fn encode(s: &str, all: bool, lower: bool) -> String {
+        s.bytes()
+            .map(|b| {
+                if !all && (b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
+                    (b as char).to_string()
+                } else if lower {
+                    format!("%{b:02x}")
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    /// Text with many `%`, some hex digits and signs after them, and other scripts.
+    fn percent_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                "[%+\\-0-9a-fA-FgG/ ]",
+                "[a-z0-9._~]{1,4}",
+                "[é日🙂\u{0}\u{7f}]",
+                "%[0-9a-fA-F]{2}",
+                "%[+\\-][0-9a-fA-F]",
+            ],
+            0..24,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    /// Whether `s` holds a `%` followed by two hex digits.
+    fn has_escape(s: &str) -> bool {
+        s.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+    }
+
+    /// A path segment: route words, ids, empty, dot segments, encoded slashes, unicode.
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "admin",
+                "users",
+                "agents",
+                "cost",
+                "popular-queries",
+                "satisfaction",
+                "audit-logs",
+                "cost-summary",
+                "",
+                ".",
+                "..",
+                "%2F",
+                "%2e%2e",
+                "ADMIN",
+                "Users",
+                "admin%2Fusers",
+                "{agent_id}",
+                "%",
+                "%zz",
+            ])
+            .prop_map(str::to_string),
+            "[A-Za-z0-9_.:@-]{1,12}",
+            "[^/?#]{1,8}",
+        ]
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        (prop::collection::vec(segment(), 0..7), any::<bool>(), any::<bool>()).prop_map(|(segments, lead, trail)| {
+            let mut path = format!("{}{}", if lead { "/" } else { "" }, segments.join("/"));
+            if trail {
+                path.push('/');
+            }
+            path
+        })
+    }
+
+    fn method() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => Just("GET".to_string()),
+            1 => prop::sample::select(vec!["get", "Get", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "", "G ET", "GET\n"]).prop_map(str::to_string),
+        ]
+    }
+
+    /// Every parameter name any route takes.
+    fn known_parameters() -> Vec<&'static str> {
+        let mut names: Vec<&str> = ROUTES.iter().flat_map(|r| r.parameters.iter().copied()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    fn parameter_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(known_parameters()).prop_map(str::to_string),
+            1 => prop::sample::select(vec!["colour", "START", "limit ", "", "team_id%20", "é"]).prop_map(str::to_string),
+        ]
+    }
+
+    fn parameter_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "20[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9])([01][0-9]|2[0-3])",
+            "[0-9]{10}",
+            "-?[0-9]{1,4}",
+            prop::sample::select(vec![
+                "",
+                " ",
+                "true",
+                "TRUE",
+                "false",
+                "yes",
+                "0",
+                "1000",
+                "1001",
+                "99999999999999999999",
+                "+5",
+                "ten",
+                "2026-05-01",
+                "0000010100",
+                "9999123123",
+                "2026022923",
+                "2026013124",
+                "U1",
+                "A-1.b:c@d",
+                "a/b",
+                "x y",
+                "日本",
+                "%2F",
+                "1e3",
+                "32503680001",
+            ])
+            .prop_map(str::to_string),
+            "[A-Za-z0-9_.:@-]{1,140}",
+            ".{0,20}",
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = HashMap<String, String>> {
+        prop::collection::hash_map(parameter_name(), parameter_value(), 0..5)
+    }
+
+    /// Rollups, analytics and an audit log with nothing in them; the audit log keeps what it is
+    /// given.
+    #[derive(Default)]
+    struct Empty {
+        audited: Mutex<Vec<AuditEntry>>,
+    }
+
+    #[async_trait]
+    impl RollupStore for Empty {
+        async fn day(&self, _: NaiveDate) -> shared::Result<DayRollups> {
+            Ok(DayRollups::default())
+        }
+        async fn user_usage(&self, _: &str, _: &str, _: NaiveDate, _: NaiveDate) -> shared::Result<Vec<UserUsage>> {
+            Ok(Vec::new())
+        }
+        async fn user_days(
+            &self,
+            _: &str,
+            _: &str,
+            _: NaiveDate,
+            _: NaiveDate,
+        ) -> shared::Result<Vec<(NaiveDate, Spend)>> {
+            Ok(Vec::new())
+        }
+        async fn known_users(&self) -> shared::Result<Vec<KnownUser>> {
+            Ok(Vec::new())
+        }
+        async fn known_agents(&self) -> shared::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[async_trait]
+    impl EventAnalytics for Empty {
+        async fn popular_queries(
+            &self,
+            _: &str,
+            _: NaiveDate,
+            _: NaiveDate,
+            _: u32,
+        ) -> Result<Vec<PopularQuery>, QueryError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[async_trait]
+    impl AuditLog for Empty {
+        async fn record(&self, entry: &AuditEntry) -> shared::Result<()> {
+            self.audited.lock().unwrap().push(entry.clone());
+            Ok(())
+        }
+        async fn list(&self, _: &AuditFilter) -> shared::Result<Vec<AuditEntry>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn request(method: &str, path: &str, query: HashMap<String, String>) -> LambdaFunctionUrlRequest {
+        let mut http = LambdaFunctionUrlRequestContextHttpDescription::default();
+        http.method = Some(method.to_string());
+        let mut iam = LambdaFunctionUrlRequestContextAuthorizerIamDescription::default();
+        iam.user_arn = Some("arn:aws:iam::123456789012:user/admin".into());
+        iam.user_id = Some("AIDAADMIN".into());
+        let mut authorizer = LambdaFunctionUrlRequestContextAuthorizerDescription::default();
+        authorizer.iam = Some(iam);
+        let mut context = LambdaFunctionUrlRequestContext::default();
+        context.http = http;
+        context.authorizer = Some(authorizer);
+        context.request_id = Some("req-1".into());
+        let mut request = LambdaFunctionUrlRequest::default();
+        request.raw_path = Some(path.to_string());
+        request.query_string_parameters = query;
+        request.request_context = context;
+        request
+    }
+
+    /// Whether `path` fits `route`'s template as the router reads paths: trailing slashes
+    /// dropped, literal segments equal, parameter segments not empty.
+    fn fits(route: &Route, path: &str) -> bool {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let template: Vec<&str> = route.path.split('/').collect();
+        segments.len() == template.len()
+            && template.iter().zip(&segments).all(|(t, s)| if t.starts_with('{') { !s.is_empty() } else { t == s })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn decoding_round_trips_encoded_text(s in any::<String>(), all in any::<bool>(), lower in any::<bool>()) {
+            prop_assert_eq!(percent_decode(&encode(&s, all, lower)), s);
+        }
+
+        #[test]
+        fn decoding_leaves_text_without_escapes_alone(s in percent_text()) {
+            let decoded = percent_decode(&s);
+            if !has_escape(&s) {
+                prop_assert_eq!(&decoded, &s);
+            }
+            // Decoding never grows the text; text with no `%` is left alone.
+            prop_assert!(decoded.len() <= s.len() * 3);
+            if !s.contains('%') {
+                prop_assert_eq!(decoded, s);
+            }
+        }
+
+        #[test]
+        fn a_path_routes_only_to_the_operation_it_names(method in method(), path in path()) {
+            match match_route(&method, &path) {
+                Some((route, params)) => {
+                    prop_assert!(route.method.eq_ignore_ascii_case(&method));
+                    prop_assert!(fits(route, &path), "{path} routed to {}", route.path);
+                    // The path parameters, decoded, and nothing else.
+                    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+                    let mut expected = HashMap::new();
+                    for (t, s) in route.path.split('/').zip(&segments) {
+                        if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                            expected.insert(name.to_string(), percent_decode(s));
+                        }
+                    }
+                    prop_assert_eq!(params, expected);
+                }
+                None => {
+                    let routes: Vec<&str> = ROUTES
+                        .iter()
+                        .filter(|r| r.method.eq_ignore_ascii_case(&method) && fits(r, &path))
+                        .map(|r| r.operation_id)
+                        .collect();
+                    prop_assert!(routes.is_empty(), "{method} {path} fits {routes:?} but did not route");
+                }
+            }
+        }
+
+        #[test]
+        fn every_route_takes_any_encoded_parameter(
+            index in 0..ROUTES.len(),
+            values in prop::collection::vec(".{1,40}", 3),
+            all in any::<bool>(),
+            trail in any::<bool>(),
+        ) {
+            let route = &ROUTES[index];
+            let mut names = Vec::new();
+            let mut path: String = route
+                .path
+                .split('/')
+                .map(|t| match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                    Some(name) => {
+                        names.push(name);
+                        encode(&values[names.len() - 1], all, false)
+                    }
+                    None => t.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            if trail {
+                path.push('/');
+            }
+            let (matched, params) = match_route("GET", &path).expect("routes");
+            prop_assert_eq!(matched.operation_id, route.operation_id);
+            for (i, name) in names.iter().enumerate() {
+                prop_assert_eq!(&params[*name], &values[i]);
+            }
+        }
+
+        #[test]
+        fn any_request_gets_an_answer_that_names_what_is_wrong(method in method(), path in path(), query in query(), valid in any::<bool>(), index in 0..ROUTES.len()) {
+            // Half the requests go to a real route, so parameters get checked.
+            let path = if valid { ROUTES[index].path.replace("{team_id}", "T1").replace("{user_id}", "U1").replace("{agent_id}", "A1") } else { path };
+            let store = Arc::new(Empty::default());
+            let api = AdminApi {
+                rollups: store.clone(),
+                analytics: store.clone(),
+                audit: store.clone(),
+                agent_names: BTreeMap::from([("A1".to_string(), "Agent one".to_string())]),
+            };
+            let now = DateTime::parse_from_rfc3339("2026-05-10T12:00:00Z").unwrap().with_timezone(&Utc);
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let response = runtime.block_on(api.handle(&request(&method, &path, query.clone()), now));
+            let status = response.status_code;
+            let body: Value = serde_json::from_str(response.body.as_deref().unwrap_or_default()).unwrap();
+            let message = body["message"].as_str().unwrap_or_default().to_string();
+            let matched = match_route(&method, &path);
+            match &matched {
+                None => prop_assert_eq!(status, 404, "{} {}: {}", method, path, message),
+                Some((route, _)) => {
+                    prop_assert!([200, 400, 404].contains(&status), "{status}: {message}");
+                    if status == 400 {
+                        let names: Vec<&str> = route.parameters.iter().copied().chain(query.keys().map(String::as_str)).collect();
+                        prop_assert!(names.iter().any(|n| !n.is_empty() && message.contains(n)), "{message} names no parameter");
+                    }
+                    if status == 404 {
+                        prop_assert!(message.contains("agent_id"), "{message}");
+                    }
+                }
+            }
+            // Every request is audited once, with its answer.
+            let audited = store.audited.lock().unwrap();
+            prop_assert_eq!(audited.len(), 1);
+            prop_assert_eq!(i64::from(audited[0].status), status);
+            let action = matched.map_or("unknown_route", |(r, _)| r.action_type);
+            prop_assert_eq!(audited[0].action_type.as_str(), action);
+        }
     }
 }
