@@ -854,3 +854,25 @@ async fn a_six_hour_outage_of_firehose_and_the_usage_queue_loses_nothing() {
     want_ledger.sort();
     assert_eq!(ledger_turns(&ddb, &res.usage_table).await, want_ledger, "ledger after");
 }
+
+#[tokio::test]
+async fn a_turn_leaves_the_pending_index_with_its_last_copy_only() {
+    let (store, _, _) = table("mppendingidx").await;
+    let t = undelivered(&store, 1, 10 * MIN).await;
+    let due = |at: i64| {
+        let store = store.clone();
+        async move { store.pending_copies_due(at, 10).await.expect("query").len() }
+    };
+    assert_eq!(due(NOW - 5 * MIN).await, 1);
+    assert_eq!(due(NOW - 11 * MIN).await, 0, "not due before it finished");
+    // The analytics event got through, the usage record did not: still owed, still indexed.
+    store.clear_pending(&t.thread, &t.message_ts, true, false).await.expect("clear analytics");
+    assert_eq!(due(NOW).await, 1);
+    // The usage record too: nothing owed, out of the index.
+    store.clear_pending(&t.thread, &t.message_ts, false, true).await.expect("clear usage");
+    assert_eq!(due(NOW).await, 0);
+    // Clearing a turn that expired meanwhile creates nothing.
+    let gone = turn(99, NOW);
+    store.clear_pending(&gone.thread, &gone.message_ts, true, true).await.expect("clear a missing turn");
+    assert!(store.turn(&gone.thread, &gone.message_ts).await.expect("get").is_none());
+}

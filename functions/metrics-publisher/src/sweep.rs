@@ -111,9 +111,9 @@ impl Sweeper {
             }
         };
         let mut down = Down::default();
-        for key in &due {
+        for (i, key) in due.iter().enumerate() {
             if started.elapsed() >= self.time_budget {
-                warn!(left = due.len(), "sweep time budget spent; the next run continues with the oldest");
+                warn!(left = due.len() - i, "sweep time budget spent; the next run continues with the oldest");
                 break;
             }
             if down.analytics && down.usage {
