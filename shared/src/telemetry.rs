@@ -9,14 +9,15 @@ use serde_json::{json, Map, Value};
 pub use crate::metric_names::MetricsLevel;
 
 /// Sets up JSON logs on stdout in the shape Lambda's JSON log format expects.
-/// `RUST_LOG` (or `AWS_LAMBDA_LOG_LEVEL`) sets the level; default info.
+/// `RUST_LOG` (or `AWS_LAMBDA_LOG_LEVEL`) sets the level of this workspace's crates, default info;
+/// dependencies log at warn unless the setting names them (see [`log_directives`]).
 pub fn init_logging() {
-    let level = std::env::var("RUST_LOG")
+    let setting = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
         .unwrap_or_else(|_| "info".to_string());
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_directives(&setting)))
         // The runtime's "Lambda runtime invoke" span: every line carries span.requestId (our own
         // code opens no spans, so the current span is always that one).
         .with_current_span(true)
@@ -24,6 +25,39 @@ pub fn init_logging() {
         .with_target(false)
         .without_time()
         .try_init();
+}
+
+/// The crates of this workspace (library and binary targets): the log level applies to them.
+const OWN_CRATES: &[&str] = &[
+    "shared",
+    "slack_gateway",
+    "slack_ingress",
+    "slack_worker",
+    "token_logging",
+    "cost_analyzer",
+    "metrics_publisher",
+    "action_group",
+];
+
+/// Filter directives for a log setting. A bare level (`debug`) applies to this workspace's crates
+/// only: the AWS SDK, hyper and rustls at debug write every request, header and TLS record (and
+/// bill for the log volume); they stay at `warn`. Directives that name a target
+/// (`debug,aws_smithy_runtime=debug`) are kept as given, so a dependency can still be opened up.
+/// The Lambda runtime's request span (info) stays enabled: it puts requestId on every line.
+pub fn log_directives(setting: &str) -> String {
+    let mut level = "info";
+    let mut named = Vec::new();
+    for part in setting.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part.contains('=') || part.contains('[') {
+            named.push(part);
+        } else {
+            level = part;
+        }
+    }
+    let mut directives = vec!["warn".to_string(), "lambda_runtime=info".to_string()];
+    directives.extend(OWN_CRATES.iter().map(|c| format!("{c}={level}")));
+    directives.extend(named.iter().map(|d| d.to_string()));
+    directives.join(",")
 }
 
 /// A metric unit understood by CloudWatch.
@@ -306,5 +340,52 @@ mod tests {
         let e = metrics_level().unwrap_err().to_string();
         assert!(e.contains("METRICS_LEVEL") && e.contains("minimal"), "{e}");
         std::env::remove_var("METRICS_LEVEL");
+    }
+
+    /// What a subscriber filtered by `setting` lets through of a few events.
+    fn logged(setting: &str) -> String {
+        use tracing_subscriber::util::SubscriberInitExt;
+        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(log_directives(setting)))
+            .with_writer(move || Capture(out.clone()))
+            .finish();
+        let guard = subscriber.set_default();
+        tracing::debug!(target: "shared::aws::usage", "own debug");
+        tracing::debug!(target: "slack_worker", "binary debug");
+        tracing::info!(target: "token_logging::handler", "own info");
+        tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "sdk debug");
+        tracing::debug!(target: "hyper_util::client::legacy", "hyper debug");
+        tracing::warn!(target: "aws_config::imds", "sdk warning");
+        drop(guard);
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_log_level_applies_to_this_workspace_and_dependencies_stay_at_warn() {
+        let out = logged("debug");
+        for line in ["own debug", "binary debug", "own info", "sdk warning"] {
+            assert!(out.contains(line), "{line} missing:\n{out}");
+        }
+        assert!(!out.contains("sdk debug") && !out.contains("hyper debug"), "{out}");
+        // Named explicitly, a dependency opens up.
+        let out = logged("info,aws_smithy_runtime=debug");
+        assert!(out.contains("sdk debug") && !out.contains("hyper debug") && !out.contains("own debug"), "{out}");
+        let out = logged("warn");
+        assert!(!out.contains("own info") && out.contains("sdk warning"), "{out}");
     }
 }

@@ -135,10 +135,12 @@ pub async fn create_keyed_table(sdk: &SdkConfig, name: &str) -> Result<(), BoxEr
     create_table(&aws_sdk_dynamodb::Client::new(sdk), name, true).await
 }
 
-/// The conversations table with its three sparse GSIs, as template.yaml declares it.
+/// The conversations table with its four sparse GSIs, as template.yaml declares it.
 pub async fn create_conversations_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), BoxError> {
     use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
-    use shared::aws::conversations::{BY_HOUR_INDEX, BY_HOUR_PROJECTION, BY_REPLY_INDEX, OPEN_TURNS_INDEX};
+    use shared::aws::conversations::{
+        BY_HOUR_INDEX, BY_HOUR_PROJECTION, BY_REPLY_INDEX, OPEN_TURNS_INDEX, PENDING_COPIES_INDEX,
+    };
     let attr =
         |n: &str, t: ScalarAttributeType| AttributeDefinition::builder().attribute_name(n).attribute_type(t).build();
     let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
@@ -157,6 +159,8 @@ pub async fn create_conversations_table(ddb: &aws_sdk_dynamodb::Client, name: &s
         .attribute_definitions(attr("hour", ScalarAttributeType::S)?)
         .attribute_definitions(attr("at_ms", ScalarAttributeType::N)?)
         .attribute_definitions(attr("reply_key", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("pending_copy", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("pending_since_ms", ScalarAttributeType::N)?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(
@@ -179,6 +183,14 @@ pub async fn create_conversations_table(ddb: &aws_sdk_dynamodb::Client, name: &s
             GlobalSecondaryIndex::builder()
                 .index_name(BY_REPLY_INDEX)
                 .key_schema(key("reply_key", KeyType::Hash)?)
+                .projection(keys_only.clone())
+                .build()?,
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(PENDING_COPIES_INDEX)
+                .key_schema(key("pending_copy", KeyType::Hash)?)
+                .key_schema(key("pending_since_ms", KeyType::Range)?)
                 .projection(keys_only)
                 .build()?,
         )

@@ -317,6 +317,8 @@ async fn the_sweeper_republishes_records_the_worker_could_not_deliver() {
             )),
             usage: Arc::new(shared::aws::sqs::SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &res.usage_queue_url)),
             after_ms: 5 * MIN,
+            max_turns: metrics_publisher::sweep::MAX_TURNS_PER_RUN,
+            time_budget: metrics_publisher::sweep::SWEEP_TIME_BUDGET,
             metrics: shared::telemetry::Metrics::capture("BedrockUsage").0,
         }),
         usage_queue: None,
@@ -612,12 +614,12 @@ async fn the_sweeper_clears_copies_that_no_longer_parse_and_keeps_undelivered_on
             format!("{}-gone", res.usage_queue_url),
         )),
         after_ms: 5 * MIN,
+        max_turns: metrics_publisher::sweep::MAX_TURNS_PER_RUN,
+        time_budget: metrics_publisher::sweep::SWEEP_TIME_BUDGET,
         metrics,
     };
-    // What a run hands the sweeper: the last hour's activity from the by-hour index.
-    let activity = store.activity_between(NOW - 60 * MIN, NOW).await.expect("activity");
     let (logs, guard) = capture_logs();
-    let report = sweeper.sweep(&activity, NOW).await;
+    let report = sweeper.sweep(NOW).await;
     assert_eq!(report, SweepReport { failed: 2, unparseable: 2, ..SweepReport::default() });
     let first_run = String::from_utf8(logs.lock().unwrap().clone()).expect("utf-8");
 
@@ -657,8 +659,7 @@ async fn the_sweeper_clears_copies_that_no_longer_parse_and_keeps_undelivered_on
 
     // The next run meets only the turn that still waits for its sinks.
     logs.lock().unwrap().clear();
-    let activity = store.activity_between(NOW - 60 * MIN, NOW + 10_000).await.expect("activity");
-    let report = sweeper.sweep(&activity, NOW + 10_000).await;
+    let report = sweeper.sweep(NOW + 10_000).await;
     assert_eq!(report, SweepReport { failed: 2, ..SweepReport::default() });
     let second_run = String::from_utf8(logs.lock().unwrap().clone()).expect("utf-8");
     drop(guard);
@@ -682,4 +683,196 @@ async fn turn_item(
         .expect("get")
         .item
         .expect("item")
+}
+
+/// An endpoint on loopback where nothing listens: a bound and released port refuses connections,
+/// as an unreachable service does.
+fn dead_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// The ledger turns (one item per turn: `TURN#{record_id}`) in a usage table.
+async fn ledger_turns(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = ddb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items() {
+            if let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (item.get("pk"), item.get("sk")) {
+                if sk == "TURN" {
+                    out.push(pk.trim_start_matches("TURN#").to_string());
+                }
+            }
+        }
+        match page.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => break,
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Feeds the usage queue's messages to token-logging (the library, over the real ledger adapter).
+async fn log_usage(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    messages: Vec<aws_lambda_events::event::sqs::SqsMessage>,
+) -> token_logging::handler::BatchSummary {
+    let logger = token_logging::handler::TokenLogger::new(
+        Arc::new(shared::aws::ledger::DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(sdk), table)),
+        shared::pricing::PriceTable::embedded(),
+        shared::telemetry::Metrics::capture("BedrockUsage").0,
+        table,
+        token_logging::writer::WriterSettings::default(),
+    );
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = messages;
+    let (resp, summary) = logger.handle_batch_with_summary(event, None).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    summary
+}
+
+#[tokio::test]
+async fn a_six_hour_outage_of_firehose_and_the_usage_queue_loses_nothing() {
+    let sdk = emulators().moto.sdk_config();
+    let res = GatewayResources::create(&sdk, "mpoutage").await.expect("resources");
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoDbConversations::new(ddb.clone(), &res.conversations_table);
+    // Firehose and the usage queue were unreachable for six hours: every turn of that time
+    // finished with its analytics event and usage record kept on the turn. One turn every 36
+    // minutes, the oldest finished six hours ago.
+    let mut turns = Vec::new();
+    for i in 0..10u32 {
+        turns.push(undelivered(&store, 100 + i, (360 - 36 * i64::from(i)) * MIN).await);
+    }
+    let expected: Vec<String> = turns.iter().map(|t| format!("T1:{}", t.event_id)).collect();
+
+    // As in production, except that a dead endpoint is given up after one attempt.
+    let sweeper = |firehose: Option<String>, sqs: Option<String>| {
+        let one_attempt = aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(1);
+        let mut firehose_conf = aws_sdk_firehose::config::Builder::from(&sdk);
+        if let Some(url) = firehose {
+            firehose_conf = firehose_conf.endpoint_url(url).retry_config(one_attempt.clone());
+        }
+        let mut sqs_conf = aws_sdk_sqs::config::Builder::from(&sdk);
+        if let Some(url) = sqs {
+            sqs_conf = sqs_conf.endpoint_url(url).retry_config(one_attempt);
+        }
+        metrics_publisher::sweep::Sweeper {
+            turns: Arc::new(store.clone()),
+            analytics: Arc::new(shared::aws::firehose::FirehoseAnalytics::new(
+                aws_sdk_firehose::Client::from_conf(firehose_conf.build()),
+                &res.stream,
+            )),
+            usage: Arc::new(shared::aws::sqs::SqsUsageSink::new(
+                aws_sdk_sqs::Client::from_conf(sqs_conf.build()),
+                &res.usage_queue_url,
+            )),
+            after_ms: 5 * MIN,
+            // Bounded per run: 4 turns (500 in production).
+            max_turns: 4,
+            time_budget: metrics_publisher::sweep::SWEEP_TIME_BUDGET,
+            metrics: shared::telemetry::Metrics::capture("BedrockUsage").0,
+        }
+    };
+    let publisher = |sweeper| MetricsPublisher {
+        conversations: Arc::new(store.clone()),
+        sink: Arc::new(Recorded::default()),
+        settings: KpiSettings::default(),
+        sweeper: Some(sweeper),
+        usage_queue: None,
+    };
+
+    // The last run of the outage: both services still unreachable. Each is tried once (a down
+    // sink is not hammered for every turn) and every copy is kept.
+    let report = sweeper(Some(dead_endpoint()), Some(dead_endpoint())).sweep(NOW).await;
+    assert_eq!(report, SweepReport { failed: 2, ..SweepReport::default() });
+    for t in &turns {
+        let item = turn_item(&ddb, &res.conversations_table, t).await;
+        assert!(item.contains_key("pending_analytics") && item.contains_key("pending_usage"), "{}", t.event_id);
+    }
+    assert_eq!(ledger_turns(&ddb, &res.usage_table).await, Vec::<String>::new(), "ledger before");
+
+    // The services are back: runs every 5 minutes deliver everything, oldest first, 4 a run.
+    let up = publisher(sweeper(None, None));
+    let mut per_run = Vec::new();
+    let mut queued = Vec::new();
+    for run in 1..=5 {
+        up.run(NOW + run * 5 * MIN).await.expect("run");
+        let messages = drain_queue(&sdk, &res.usage_queue_url).await.expect("usage queue");
+        let ids: Vec<String> = messages
+            .iter()
+            .map(|m| {
+                let v: serde_json::Value = serde_json::from_str(m.body.as_deref().unwrap_or_default()).expect("json");
+                v["record_id"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
+        per_run.push(ids);
+        queued.extend(messages);
+    }
+    let sizes: Vec<usize> = per_run.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [4, 4, 2, 0, 0], "{per_run:?}");
+    assert_eq!(per_run.concat(), expected, "every usage record once, oldest first");
+    let mut events: Vec<String> = read_objects(&sdk, &res.bucket, "events/")
+        .await
+        .expect("s3")
+        .iter()
+        .flat_map(|(_, text)| text.lines().map(str::to_string).collect::<Vec<_>>())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).expect("json");
+            v["event_id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    events.sort();
+    let mut want: Vec<String> = turns.iter().map(|t| t.event_id.clone()).collect();
+    want.sort();
+    assert_eq!(events, want, "every analytics event once");
+    for t in &turns {
+        let item = turn_item(&ddb, &res.conversations_table, t).await;
+        for attr in ["pending_analytics", "pending_usage", "pending_copy", "pending_since_ms"] {
+            assert!(!item.contains_key(attr), "{}: {attr} left", t.event_id);
+        }
+    }
+
+    // token-logging counts each turn once, also when a record arrives twice (the worker's own
+    // SendMessage got through after all, before its client gave up).
+    let mut with_duplicate = queued.clone();
+    with_duplicate.push(queued[0].clone());
+    log_usage(&sdk, &res.usage_table, with_duplicate).await;
+    let mut want_ledger = expected.clone();
+    want_ledger.sort();
+    assert_eq!(ledger_turns(&ddb, &res.usage_table).await, want_ledger, "ledger after");
+}
+
+#[tokio::test]
+async fn a_turn_leaves_the_pending_index_with_its_last_copy_only() {
+    let (store, _, _) = table("mppendingidx").await;
+    let t = undelivered(&store, 1, 10 * MIN).await;
+    let due = |at: i64| {
+        let store = store.clone();
+        async move { store.pending_copies_due(at, 10).await.expect("query").len() }
+    };
+    assert_eq!(due(NOW - 5 * MIN).await, 1);
+    assert_eq!(due(NOW - 11 * MIN).await, 0, "not due before it finished");
+    // The analytics event got through, the usage record did not: still owed, still indexed.
+    store.clear_pending(&t.thread, &t.message_ts, true, false).await.expect("clear analytics");
+    assert_eq!(due(NOW).await, 1);
+    // The usage record too: nothing owed, out of the index.
+    store.clear_pending(&t.thread, &t.message_ts, false, true).await.expect("clear usage");
+    assert_eq!(due(NOW).await, 0);
+    // Clearing a turn that expired meanwhile creates nothing.
+    let gone = turn(99, NOW);
+    store.clear_pending(&gone.thread, &gone.message_ts, true, true).await.expect("clear a missing turn");
+    assert!(store.turn(&gone.thread, &gone.message_ts).await.expect("get").is_none());
 }

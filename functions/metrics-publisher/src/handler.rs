@@ -141,22 +141,24 @@ impl MetricsPublisher {
     pub async fn run(&self, now_ms: i64) -> Result<Vec<MetricDatum>, PublishError> {
         let (snapshot, queue_depth) = tokio::join!(self.snapshot(now_ms), self.logging_queue_depth());
         let (mut datums, snapshot) = match snapshot {
-            Ok(snapshot) => (compute(&snapshot, now_ms, &self.settings), Ok(snapshot)),
+            Ok(snapshot) => (compute(&snapshot, now_ms, &self.settings), Ok(())),
             Err(e) => (vec![MetricDatum::new(HEARTBEAT, 1.0, MetricUnit::Count)], Err(e)),
         };
         datums.extend(queue_depth);
-        self.sink.put(&datums, now_ms).await.map_err(|e| {
+        let published = self.sink.put(&datums, now_ms).await;
+        if let Some(sweeper) = &self.sweeper {
+            // The metrics above describe the first attempts; the sweep repairs what they show. It
+            // reads its own index, so it runs even when the activity or CloudWatch failed.
+            sweeper.sweep(now_ms).await;
+        }
+        published.map_err(|e| {
             error!(error = %e, "could not publish metrics");
             PublishError::Publish(e)
         })?;
-        let snapshot = snapshot.map_err(|e| {
+        snapshot.map_err(|e| {
             error!(error = %e, "could not read the conversations table; published the heartbeat (and LoggingQueueDepth) only");
             PublishError::Read(e)
         })?;
-        if let Some(sweeper) = &self.sweeper {
-            // The metrics above describe the first attempts; the sweep repairs what they show.
-            sweeper.sweep(&snapshot.activity, now_ms).await;
-        }
         let summary: Vec<String> = datums
             .iter()
             .map(|d| match d.dimensions.first() {

@@ -35,6 +35,8 @@ async fn main() -> Result<(), Error> {
             analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(&sdk), stream)),
             usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), queue)),
             after_ms: config.sweep_after_ms,
+            max_turns: metrics_publisher::sweep::MAX_TURNS_PER_RUN,
+            time_budget: metrics_publisher::sweep::SWEEP_TIME_BUDGET,
             metrics: Metrics::stdout(&config.metrics_namespace).at_level(level),
         }),
         usage_queue: config

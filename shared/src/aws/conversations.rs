@@ -5,7 +5,9 @@
 //! proportional to recent activity, never to the table's size:
 //! - [`OPEN_TURNS_INDEX`]: only turns still `received` (the SLA check of metrics-publisher);
 //! - [`BY_HOUR_INDEX`]: turns and feedback by UTC hour bucket and time (last hour's KPIs);
-//! - [`BY_REPLY_INDEX`]: turns by their reply's channel and ts (a reaction finds its turn).
+//! - [`BY_REPLY_INDEX`]: turns by their reply's channel and ts (a reaction finds its turn);
+//! - [`PENDING_COPIES_INDEX`]: only turns still holding an undelivered analytics or usage copy,
+//!   oldest first (metrics-publisher's sweeper: no horizon, however long an outage lasted).
 
 use std::collections::HashMap;
 
@@ -134,6 +136,11 @@ fn add_index_attributes(t: &TurnRecord, item: &mut HashMap<String, AttributeValu
     }
     if t.pending_usage.is_some() {
         item.insert(USAGE_PENDING.into(), AttributeValue::Bool(true));
+    }
+    if t.pending_analytics.is_some() || t.pending_usage.is_some() {
+        // Removed with the last copy (`clear_pending`): the index holds only what is still owed.
+        item.insert(PENDING_COPY.into(), s(PENDING_COPY_VALUE));
+        item.insert(PENDING_SINCE_MS.into(), n(t.finished_at_ms.unwrap_or(t.received_at_ms)));
     }
 }
 
@@ -282,20 +289,37 @@ impl ConversationStore for DynamoDbConversations {
         if attrs.is_empty() {
             return Ok(());
         }
+        // Both cleared (the usual case): the turn leaves the pending index in the same write.
+        if analytics && usage {
+            attrs.extend([PENDING_COPY, PENDING_SINCE_MS]);
+        }
         let expr = format!("REMOVE {}", attrs.join(", "));
-        super::with_retries(|| async {
+        let left = super::with_retries(|| async {
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", s(thread_pk(thread)))
                 .key("sk", s(turn_sk(message_ts)))
                 .update_expression(&expr)
+                .condition_expression("attribute_exists(pk)")
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
                 .send()
                 .await
-                .map(|_| ())
-                .map_err(|e| Error::from_sdk("dynamodb", "UpdateItem", e))
+                .map(|out| out.attributes.unwrap_or_default())
+                .or_else(|e| {
+                    if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
+                        Ok(HashMap::new()) // the turn expired meanwhile: nothing to clear
+                    } else {
+                        Err(Error::from_sdk("dynamodb", "UpdateItem", e))
+                    }
+                })
         })
-        .await
+        .await?;
+        let owes_nothing = !left.contains_key("pending_analytics") && !left.contains_key("pending_usage");
+        if owes_nothing && left.contains_key(PENDING_COPY) {
+            self.leave_pending_index(thread, message_ts).await?;
+        }
+        Ok(())
     }
 
     async fn turn(&self, thread: &ThreadRef, message_ts: &str) -> Result<Option<TurnRecord>> {
@@ -360,6 +384,11 @@ pub const OPEN_TURNS_INDEX: &str = "open_turns";
 pub const BY_HOUR_INDEX: &str = "by_hour";
 /// Sparse GSI of answered turns by their reply: hash `reply_key`, keys only.
 pub const BY_REPLY_INDEX: &str = "by_reply";
+/// Sparse GSI of the turns holding an undelivered copy: hash `pending_copy` (one value), range
+/// `pending_since_ms` (when the turn finished), keys only. One partition: every turn passes
+/// through it (written with its copies, removed once they are delivered), two index writes per
+/// turn, far below a partition's 1,000 writes a second.
+pub const PENDING_COPIES_INDEX: &str = "pending_copies";
 /// Non-key attributes [`BY_HOUR_INDEX`] projects (template.yaml declares the same list).
 /// A turn's `at_ms` is its `received_at_ms`.
 pub const BY_HOUR_PROJECTION: &[&str] =
@@ -375,6 +404,9 @@ const HAS_USAGE: &str = "has_usage";
 const ANALYTICS_PENDING: &str = "analytics_pending";
 const USAGE_PENDING: &str = "usage_pending";
 const SENTIMENT: &str = "sentiment";
+const PENDING_COPY: &str = "pending_copy";
+const PENDING_COPY_VALUE: &str = "PENDING";
+const PENDING_SINCE_MS: &str = "pending_since_ms";
 const FEEDBACK_PREFIX: &str = "FEEDBACK#";
 /// A running turn's answer, kept before it is posted (removed when the turn finishes).
 const KEPT_ANSWER: &str = "kept_answer";
@@ -583,6 +615,71 @@ impl DynamoDbConversations {
         Ok(out)
     }
 
+    /// Turns holding an undelivered analytics or usage copy since `before_ms` or earlier, oldest
+    /// first, at most `limit`: whatever their age (no horizon), read from a sparse index.
+    pub async fn pending_copies_due(&self, before_ms: i64, limit: usize) -> Result<Vec<TurnKey>> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        while out.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PENDING_COPIES_INDEX)
+                .key_condition_expression("#p = :p AND #since <= :before")
+                .expression_attribute_names("#p", PENDING_COPY)
+                .expression_attribute_names("#since", PENDING_SINCE_MS)
+                .expression_attribute_values(":p", s(PENDING_COPY_VALUE))
+                .expression_attribute_values(":before", n(before_ms))
+                .scan_index_forward(true)
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| Error::from_sdk("dynamodb", "Query", e))?;
+            out.extend(page.items().iter().filter_map(|i| {
+                let key = |k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned();
+                Some(TurnKey { pk: key("pk")?, sk: key("sk")? })
+            }));
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Takes a turn out of the pending index once it owes nothing (only if it still owes nothing:
+    /// a concurrent finish may have stored new copies).
+    async fn leave_pending_index(&self, thread: &ThreadRef, message_ts: &str) -> Result<()> {
+        super::with_retries(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(thread_pk(thread)))
+                .key("sk", s(turn_sk(message_ts)))
+                .update_expression("REMOVE #p, #since")
+                .condition_expression(
+                    "attribute_exists(pk) AND attribute_not_exists(pending_analytics) \
+                     AND attribute_not_exists(pending_usage)",
+                )
+                .expression_attribute_names("#p", PENDING_COPY)
+                .expression_attribute_names("#since", PENDING_SINCE_MS)
+                .send()
+                .await
+                .map(|_| ())
+                .or_else(|e| {
+                    if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
+                        Ok(())
+                    } else {
+                        Err(Error::from_sdk("dynamodb", "UpdateItem", e))
+                    }
+                })
+        })
+        .await
+    }
+
     /// The turn stored under `key` (from an index), if it is still there.
     pub async fn turn_by_key(&self, key: &TurnKey) -> Result<Option<TurnRecord>> {
         let out = self
@@ -754,6 +851,13 @@ mod index_tests {
         assert_eq!(item.get(HAS_USAGE), Some(&AttributeValue::Bool(false)));
         assert_eq!(item.get(ANALYTICS_PENDING), Some(&AttributeValue::Bool(true)));
         assert!(!item.contains_key(USAGE_PENDING));
+        // In the pending index, by when it finished (or was received, if that is unknown).
+        assert_eq!(item.get(PENDING_COPY), Some(&s(PENDING_COPY_VALUE)));
+        assert_eq!(item.get(PENDING_SINCE_MS), Some(&n(done.received_at_ms)));
+        done.finished_at_ms = Some(done.received_at_ms + 5);
+        assert_eq!(to_item(&done).get(PENDING_SINCE_MS), Some(&n(done.received_at_ms + 5)));
+        done.pending_analytics = None;
+        assert!(!to_item(&done).contains_key(PENDING_COPY), "nothing owed: not in the pending index");
         match activity_from_item(&item) {
             Some(Activity::Turn(a)) => {
                 assert!(a.replied && a.analytics_pending && !a.usage_pending);

@@ -1,12 +1,14 @@
 //! Reads usage rollups from USAGE_TABLE (see [`crate::rollups`] for the keys).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::NaiveDate;
 
 use crate::ports::UsageReader;
+use crate::retry::Backoff;
 use crate::rollups::{day_sk, month_sk, user_pk, Spend, UserSpend, SPEND_ATTRIBUTES};
 use crate::{Error, Result};
 
@@ -20,6 +22,56 @@ pub struct DynamoDbUsageReader {
 impl DynamoDbUsageReader {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         DynamoDbUsageReader { client, table: table.into() }
+    }
+}
+
+/// Rounds of BatchGetItem for keys DynamoDB left unprocessed (throttling, or its 16 MB limit).
+const UNPROCESSED_BACKOFF: Backoff =
+    Backoff { base: Duration::from_millis(50), cap: Duration::from_millis(800), max_attempts: 6 };
+
+impl DynamoDbUsageReader {
+    /// Every item of `keys`: keys DynamoDB returns as UnprocessedKeys are asked for again with
+    /// backoff; if some are still unprocessed after the last round, the read fails (a missing
+    /// rollup would read as no spend at all, and the budget would not hold).
+    async fn batch_get(&self, keys: KeysAndAttributes) -> Result<Vec<HashMap<String, AttributeValue>>> {
+        let mut items = Vec::new();
+        let mut pending = keys;
+        let mut round = 0;
+        loop {
+            let out = super::with_retries(|| async {
+                self.client
+                    .batch_get_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(|e| Error::from_sdk("dynamodb", "BatchGetItem", e))
+            })
+            .await?;
+            items.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+            let left = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+            let Some(left) = left else { return Ok(items) };
+            match UNPROCESSED_BACKOFF.next_delay(round, None, None, Duration::ZERO) {
+                Some(delay) => {
+                    tracing::warn!(
+                        unprocessed = left.keys().len(),
+                        round,
+                        "BatchGetItem left keys unprocessed; asking again"
+                    );
+                    tokio::time::sleep(delay).await;
+                    pending = left;
+                    round += 1;
+                }
+                None => {
+                    return Err(Error::Aws {
+                        service: "dynamodb",
+                        operation: "BatchGetItem",
+                        code: "UnprocessedKeys".into(),
+                        message: format!("{} keys still unprocessed after {} rounds", left.keys().len(), round + 1),
+                        retryable: true,
+                    })
+                }
+            }
+        }
     }
 }
 
@@ -55,17 +107,9 @@ impl UsageReader for DynamoDbUsageReader {
             .consistent_read(true)
             .build()
             .map_err(|e| Error::Malformed { what: "batch get", reason: e.to_string() })?;
-        let out = super::with_retries(|| async {
-            self.client
-                .batch_get_item()
-                .request_items(&self.table, keys.clone())
-                .send()
-                .await
-                .map_err(|e| Error::from_sdk("dynamodb", "BatchGetItem", e))
-        })
-        .await?;
+        let items = self.batch_get(keys).await?;
         let mut spend = UserSpend::default();
-        for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+        for item in items {
             match item.get("sk").and_then(|v| v.as_s().ok()) {
                 Some(sk) if *sk == dsk => spend.day = spend_from_item(&item),
                 Some(sk) if *sk == msk => spend.month = spend_from_item(&item),
@@ -73,5 +117,97 @@ impl UsageReader for DynamoDbUsageReader {
             }
         }
         Ok(spend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A DynamoDB endpoint on loopback answering BatchGetItem with `responses` in turn (the last
+    /// one again when they run out); records the request bodies.
+    fn fake_dynamodb(responses: Vec<serde_json::Value>) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let requests = seen.clone();
+        std::thread::spawn(move || {
+            for (i, conn) in listener.incoming().flatten().enumerate() {
+                let mut reader = BufReader::new(conn);
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                requests.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or_default());
+                let out = responses[i.min(responses.len() - 1)].to_string();
+                let mut conn = reader.into_inner();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
+                    out.len()
+                );
+            }
+        });
+        (url, seen)
+    }
+
+    fn reader(url: &str) -> DynamoDbUsageReader {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("AKID", "SECRET", None, None, "test"))
+            .endpoint_url(url)
+            .build();
+        DynamoDbUsageReader::new(aws_sdk_dynamodb::Client::from_conf(conf), "usage")
+    }
+
+    fn item(sk: &str, cost: &str) -> serde_json::Value {
+        serde_json::json!({"pk": {"S": "USER#T1#U1"}, "sk": {"S": sk}, "cost_usd": {"N": cost}})
+    }
+
+    fn unprocessed(sk: &str) -> serde_json::Value {
+        serde_json::json!({"usage": {"Keys": [{"pk": {"S": "USER#T1#U1"}, "sk": {"S": sk}}], "ConsistentRead": true}})
+    }
+
+    #[tokio::test]
+    async fn unprocessed_keys_are_asked_for_again() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        // DynamoDB returns the day rollup and leaves the month's unprocessed, twice.
+        let (url, seen) = fake_dynamodb(vec![
+            serde_json::json!({"Responses": {"usage": [item("DAY#2026-11-23", "4.5")]}, "UnprocessedKeys": unprocessed("MONTH#2026-11")}),
+            serde_json::json!({"Responses": {"usage": []}, "UnprocessedKeys": unprocessed("MONTH#2026-11")}),
+            serde_json::json!({"Responses": {"usage": [item("MONTH#2026-11", "80")]}, "UnprocessedKeys": {}}),
+        ]);
+        let spend = reader(&url).user_spend("T1", "U1", day).await.unwrap();
+        assert_eq!((spend.day.cost_usd, spend.month.cost_usd), (4.5, 80.0));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        // The later rounds ask only for what was left.
+        assert_eq!(seen[1]["RequestItems"]["usage"]["Keys"].as_array().map(Vec::len), Some(1));
+        assert_eq!(seen[2]["RequestItems"]["usage"]["Keys"][0]["sk"]["S"], "MONTH#2026-11");
+    }
+
+    #[tokio::test]
+    async fn keys_left_unprocessed_every_round_fail_the_read_instead_of_reading_as_zero() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let (url, seen) = fake_dynamodb(vec![
+            serde_json::json!({"Responses": {"usage": [item("DAY#2026-11-23", "4.5")]}, "UnprocessedKeys": unprocessed("MONTH#2026-11")}),
+        ]);
+        let e = reader(&url).user_spend("T1", "U1", day).await.unwrap_err().to_string();
+        assert!(e.contains("UnprocessedKeys"), "{e}");
+        assert_eq!(seen.lock().unwrap().len(), UNPROCESSED_BACKOFF.max_attempts as usize);
     }
 }

@@ -246,6 +246,19 @@ impl PriceTable {
         self.entries.is_empty()
     }
 
+    /// The highest rate of the table (USD per million tokens, of any kind of token of any
+    /// model), or None when nothing is priced. Budgets count an unpriced model's tokens at it;
+    /// the ledger never does (an unpriced turn stays unpriced there).
+    pub fn highest_rate_per_million(&self) -> Option<f64> {
+        self.entries
+            .values()
+            .flat_map(|e| std::iter::once(&e.regional).chain(e.global.as_ref()))
+            .flat_map(|p| [Some(p.input), Some(p.output), p.cache_read, p.cache_write])
+            .flatten()
+            .filter(|r| r.is_finite())
+            .reduce(f64::max)
+    }
+
     /// The price that applies to `model_id` as Bedrock reported it, or None when unpriced.
     pub fn price(&self, model_id: &str) -> Option<&ModelPrice> {
         let (candidates, scope) = self.normalise(model_id, true)?;
