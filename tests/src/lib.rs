@@ -2,6 +2,7 @@
 //! Bedrock Agent Runtime speaking the real event-stream framing, and Slack request signing.
 
 pub mod alerts;
+pub mod binary_sources;
 pub mod costs;
 pub mod fake_agent;
 pub mod fake_jira;
