@@ -16,6 +16,7 @@ pub mod local_stack;
 pub mod metric_scan;
 pub mod moto;
 pub mod resources;
+pub mod sdk_calls;
 pub mod slack_events;
 pub mod sql;
 pub mod template;
