@@ -2,6 +2,7 @@
 //! Bedrock Agent Runtime speaking the real event-stream framing, and Slack request signing.
 
 pub mod alerts;
+pub mod binary_sources;
 pub mod costs;
 pub mod fake_agent;
 pub mod fake_jira;
@@ -15,6 +16,7 @@ pub mod local_stack;
 pub mod metric_scan;
 pub mod moto;
 pub mod resources;
+pub mod sdk_calls;
 pub mod slack_events;
 pub mod sql;
 pub mod template;

@@ -66,7 +66,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// The code of a file without its `#[cfg(test)]` part and comments.
-fn production_code(text: &str) -> String {
+pub(crate) fn production_code(text: &str) -> String {
     let code = match text.find("#[cfg(test)]") {
         Some(i) => &text[..i],
         None => text,
@@ -275,7 +275,7 @@ fn keys_in(list: &str) -> Result<Vec<String>, String> {
 }
 
 /// Byte index of the bracket closing the one opened just before `s`.
-fn matching_close(s: &str, open: char, close: char) -> Option<usize> {
+pub(crate) fn matching_close(s: &str, open: char, close: char) -> Option<usize> {
     let mut depth = 0usize;
     let mut in_str = false;
     let mut prev = ' ';

@@ -35,8 +35,14 @@ impl Moto {
     /// see there) and waits until it answers. `MOTO_STDERR=path` keeps moto's request log and
     /// tracebacks in that file.
     pub fn start() -> std::io::Result<Moto> {
+        Moto::start_with("serve.py", &[])
+    }
+
+    /// Starts moto through `tests/moto/<script>` with extra environment (e.g. `serve_iam.py`
+    /// with INITIAL_NO_AUTH_ACTION_COUNT, which enforces IAM).
+    pub fn start_with(script: &str, env: &[(&str, &str)]) -> std::io::Result<Moto> {
         let python = tools_bin()?.join("python3");
-        let serve = workspace_root().join("tests/moto/serve.py");
+        let serve = workspace_root().join("tests/moto").join(script);
         let port = free_port()?;
         let parent = std::process::id();
         let stderr = match std::env::var_os("MOTO_STDERR") {
@@ -44,6 +50,7 @@ impl Moto {
             None => Stdio::null(),
         };
         let child = Command::new(&python)
+            .envs(env.iter().copied())
             .arg(&serve)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())

@@ -12,10 +12,11 @@
 //! referenced, so an env var can still be checked to point at the right (skipped) resource.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
+use tests::binary_sources::{binary_sources, crate_of, rust_files};
 use tests::moto::{tools_bin, workspace_root, Moto};
 
 const MARK: &str = "EMULATOR-SKIPPED:";
@@ -111,64 +112,6 @@ fn env_reads(files: &[PathBuf]) -> (BTreeSet<String>, BTreeSet<String>) {
     (required, optional)
 }
 
-/// Every .rs file under `dir`.
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display())).flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "rs") {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// The source files a binary is made of within its crate: its entry file, then every module of
-/// the crate it names (`<crate>::m::` or `crate::m::`), transitively. Several binaries share
-/// slack-gateway's lib, and each must be held to its own config only.
-fn binary_sources(crate_dir: &Path, binary: &str) -> Vec<PathBuf> {
-    let src = crate_dir.join("src");
-    let entry = [src.join(format!("bin/{binary}.rs")), src.join("main.rs")]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("no entry file for {binary} in {}", src.display()));
-    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("Cargo.toml");
-    let package = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("name = \""))
-        .and_then(|l| l.split('"').next())
-        .expect("package name")
-        .replace('-', "_");
-    let mut seen = BTreeSet::new();
-    let mut queue = vec![entry];
-    let mut files = Vec::new();
-    while let Some(file) = queue.pop() {
-        if !seen.insert(file.clone()) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        for prefix in [format!("{package}::"), "crate::".to_string()] {
-            for piece in text.split(prefix.as_str()).skip(1) {
-                let module: String = piece.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-                let as_file = src.join(format!("{module}.rs"));
-                if as_file.exists() {
-                    queue.push(as_file);
-                }
-                if src.join(&module).is_dir() {
-                    queue.extend(rust_files(&src.join(&module)));
-                }
-            }
-        }
-        files.push(file);
-    }
-    files
-}
-
 /// The env-var-shaped string literals passed as first argument of `call` (e.g. `required("`).
 fn names_passed_to<'a>(code: &'a str, call: &'a str) -> impl Iterator<Item = String> + 'a {
     code.split(call).skip(1).filter_map(|piece| piece.split('"').next()).filter_map(|name| {
@@ -176,23 +119,6 @@ fn names_passed_to<'a>(code: &'a str, call: &'a str) -> impl Iterator<Item = Str
             !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         env_like.then(|| name.to_string())
     })
-}
-
-/// The crate directory (under functions/) that builds `binary`.
-fn crate_of(binary: &str) -> PathBuf {
-    let functions = workspace_root().join("functions");
-    for entry in std::fs::read_dir(&functions).expect("functions/").flatten() {
-        let dir = entry.path();
-        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
-        let named_bin = manifest.contains(&format!("name = \"{binary}\""));
-        if dir.join(format!("src/bin/{binary}.rs")).exists() || (named_bin && manifest.contains("[[bin]]")) {
-            return dir;
-        }
-        if named_bin && dir.join("src/main.rs").exists() {
-            return dir;
-        }
-    }
-    panic!("no crate under functions/ builds the binary {binary}");
 }
 
 /// The resource type an env var's name says it points at, by the naming convention of the contract.
