@@ -213,7 +213,12 @@ pub enum AgentErrorKind {
     Interrupted,
     /// The request itself is wrong (validation, access denied, not found): do not retry.
     Rejected,
+    /// The caller's time ran out before the answer was complete: no time to retry.
+    TimedOut,
 }
+
+/// The `code` of an attempt cut off (or never started) for want of time before the deadline.
+pub const AGENT_TIMEOUT: &str = "AgentTimeout";
 
 /// An agent invocation error, with the model calls already spent before it failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -229,7 +234,30 @@ pub struct AgentError {
 impl AgentError {
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self.kind, AgentErrorKind::Rejected)
+        !matches!(self.kind, AgentErrorKind::Rejected | AgentErrorKind::TimedOut)
+    }
+
+    /// An attempt that ran out of time, having spent `spent`.
+    pub fn timed_out(message: impl Into<String>, spent: Vec<ModelCall>) -> Self {
+        AgentError { kind: AgentErrorKind::TimedOut, code: AGENT_TIMEOUT.into(), message: message.into(), spent }
+    }
+}
+
+/// The model calls an invocation's stream has reported so far, shared with the caller: a caller
+/// that abandons the invocation at its deadline (dropping the future) still records what was
+/// billed.
+#[derive(Debug, Clone, Default)]
+pub struct SpentCalls(std::sync::Arc<std::sync::Mutex<Vec<ModelCall>>>);
+
+impl SpentCalls {
+    /// Replaces what was reported with `calls` (the stream's calls so far, completed or not).
+    pub fn report(&self, calls: Vec<ModelCall>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = calls;
+    }
+
+    /// The calls reported so far.
+    pub fn snapshot(&self) -> Vec<ModelCall> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
@@ -242,11 +270,13 @@ pub trait AgentClient: Send + Sync {
     async fn invoke(&self, request: &AgentRequest) -> std::result::Result<AgentTurn, AgentError>;
 
     /// Like [`AgentClient::invoke`], handing each piece of answer text to `on_text` as it
-    /// arrives. Clients that cannot stream hand over the whole text once, at the end.
+    /// arrives and each model call to `spent` as the stream reports it. Clients that cannot
+    /// stream hand over the whole text once, at the end, and report no calls before it.
     async fn invoke_streaming(
         &self,
         request: &AgentRequest,
         on_text: TextSink<'_>,
+        _spent: &SpentCalls,
     ) -> std::result::Result<AgentTurn, AgentError> {
         let turn = self.invoke(request).await?;
         if !turn.text.is_empty() {

@@ -19,6 +19,10 @@
 //!         { "cut": true } ] } ] }
 //! ```
 //!
+//! A stall (`{ "stall_ms": 30000 }`) is an agent that hangs: nothing more goes on the wire for
+//! that long, then the connection drops. It outlasts the deadline under test yet stops by itself,
+//! so an abandoned request never holds the fake.
+//!
 //! Requests are recorded, with the files of `sessionState.files` decoded ([`RecordedFile`]).
 //!
 //! The first script whose `match` occurs in the input text (ignoring case) answers, else the
@@ -26,7 +30,8 @@
 //! `error` is an HTTP error before the stream (x-amzn-errortype + JSON body); `trace` is the
 //! Trace union, wrapped in a TracePart with the request's ids; `chunk.text` is base64-encoded
 //! for the payload; `exception` is an exception frame; `cut` drops the connection in the middle
-//! of the next frame. `delay_ms` pauses before an event's frame goes on the wire.
+//! of the next frame; `stall_ms` is a long silence, then a cut. `delay_ms` pauses before an
+//! event's frame goes on the wire.
 //!
 //! The server runs on its own thread and runtime so one instance outlives every test runtime
 //! of a test binary. Pauses and cuts happen on the wire: a listener wraps each connection and
@@ -227,6 +232,9 @@ struct ScriptEvent {
     return_control: Option<Value>,
     #[serde(default)]
     cut: Option<bool>,
+    /// Silence for this long, then a cut: the stream stalls past a deadline but ends by itself.
+    #[serde(default)]
+    stall_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,11 +281,12 @@ fn load_scripts(dir: &Path) -> io::Result<Vec<Script>> {
                             event.files.is_some(),
                             event.return_control.is_some(),
                             event.cut == Some(true),
+                            event.stall_ms.is_some(),
                         ];
                         if set.iter().filter(|s| **s).count() != 1 {
                             return Err(invalid(
                                 &path,
-                                "each event needs exactly one of chunk, trace, exception, files, returnControl, cut",
+                                "each event needs exactly one of chunk, trace, exception, files, returnControl, cut, stall_ms",
                             ));
                         }
                     }
@@ -407,7 +416,10 @@ fn render(events: &[ScriptEvent], ids: &Ids<'_>) -> Result<(Vec<u8>, WirePlan), 
         if event.delay_ms > 0 {
             plan.pauses.push_back((body.len(), Duration::from_millis(event.delay_ms)));
         }
-        if event.cut == Some(true) {
+        if let Some(stall) = event.stall_ms {
+            plan.pauses.push_back((body.len(), Duration::from_millis(stall)));
+        }
+        if event.cut == Some(true) || event.stall_ms.is_some() {
             // Declare a frame that never fully arrives: the client sees the body end early.
             let cut_at = body.len();
             let filler = frame("event", "chunk", json!({ "bytes": "" }).to_string())?;
@@ -652,5 +664,21 @@ mod tests {
         let cut = plan.cut_at.unwrap();
         assert!(cut > first.len() && cut < body.len(), "{cut} of {}", body.len());
         assert_eq!(plan.body_len, body.len());
+    }
+
+    #[test]
+    fn a_stall_is_a_long_silence_then_a_cut() {
+        let events: Vec<ScriptEvent> = serde_json::from_value(json!([
+            { "chunk": { "text": "Hello" } },
+            { "stall_ms": 30000 },
+            { "chunk": { "text": "never sent" } }
+        ]))
+        .unwrap();
+        let ids = Ids { agent_id: "A", agent_alias_id: "B", session_id: "S" };
+        let (body, plan) = render(&events, &ids).unwrap();
+        let first = frame("event", "chunk", json!({ "bytes": "SGVsbG8=" }).to_string()).unwrap();
+        assert_eq!(plan.pauses, VecDeque::from([(first.len(), Duration::from_secs(30))]));
+        let cut = plan.cut_at.unwrap();
+        assert!(cut > first.len() && cut < body.len(), "{cut} of {}", body.len());
     }
 }

@@ -39,6 +39,26 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Sends a signed app_mention from `channel` through both binaries.
 pub async fn round_trip(profile: &str, prefix: &str, channel: &str) -> RoundTrip {
+    round_trip_with(profile, prefix, channel, &Trip::default()).await
+}
+
+/// What a round trip varies.
+#[derive(Debug, Clone)]
+pub struct Trip {
+    /// The mention's text (default: the fixture's question).
+    pub text: Option<String>,
+    /// The worker's invocation timeout, which is also the deadline its runtime reports.
+    pub worker_timeout: Duration,
+}
+
+impl Default for Trip {
+    fn default() -> Self {
+        Trip { text: None, worker_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// [`round_trip`], with the text and the worker's deadline of `trip`.
+pub async fn round_trip_with(profile: &str, prefix: &str, channel: &str, trip: &Trip) -> RoundTrip {
     let emu = emulators();
     let sdk = emu.moto.sdk_config();
     let res = GatewayResources::create(&sdk, prefix).await.unwrap_or_else(|e| panic!("resources: {e:?}"));
@@ -64,6 +84,9 @@ pub async fn round_trip(profile: &str, prefix: &str, channel: &str) -> RoundTrip
     let mut body = body_of(&event);
     body["event_id"] = json!(format!("Ev{prefix}"));
     body["event"]["channel"] = json!(channel);
+    if let Some(text) = &trip.text {
+        body["event"]["text"] = json!(text);
+    }
     let event = with_body(event, &body, TEST_SIGNING_SECRET, chrono::Utc::now().timestamp());
     let (ingress_response, ingress) = blocking(move || (ingress.invoke(event, Duration::from_secs(30)), ingress)).await;
 
@@ -94,7 +117,8 @@ pub async fn round_trip(profile: &str, prefix: &str, channel: &str) -> RoundTrip
         &logs.join(format!("{prefix}-worker.log")),
     )
     .unwrap_or_else(|e| panic!("start worker: {e}"));
-    let (worker_response, worker) = blocking(move || (worker.invoke(sqs_event, Duration::from_secs(60)), worker)).await;
+    let timeout = trip.worker_timeout;
+    let (worker_response, worker) = blocking(move || (worker.invoke(sqs_event, timeout), worker)).await;
 
     RoundTrip {
         resources: res,

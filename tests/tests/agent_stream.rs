@@ -9,7 +9,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_bedrockagentruntime::config::{Credentials, SharedCredentialsProvider};
 use shared::aws::agent::{agent_client, BedrockAgent, STREAM_INTERRUPTED};
 use shared::domain::AgentTurn;
-use shared::ports::{AgentClient, AgentError, AgentErrorKind, AgentRequest};
+use shared::ports::{AgentClient, AgentError, AgentErrorKind, AgentRequest, SpentCalls};
 use tests::fake_agent::FakeAgent;
 use tests::moto::workspace_root;
 
@@ -75,6 +75,7 @@ fn every_script_loads() {
             "slow_fail",
             "slow_long",
             "slow_stream",
+            "stall",
             "stream_cut",
             "stream_exception",
             "table_answer",
@@ -231,6 +232,24 @@ async fn stream_cut_is_interrupted_and_keeps_what_was_spent() {
         );
     }
     assert_eq!(fake().requests_for(&req.session_id).len(), 2);
+}
+
+/// A caller that gives up on a stalled stream (drops the invocation at its deadline) still has
+/// the calls the stream reported before it stalled.
+#[tokio::test]
+async fn a_stalled_stream_abandoned_by_its_caller_leaves_what_was_spent() {
+    let req = request("T0AGENT01-C0STALL-1741745400.001000", "Why does the nightly report job take forever?");
+    let spent = SpentCalls::default();
+    let text = std::sync::Mutex::new(String::new());
+    let sink = |d: &str| text.lock().expect("lock").push_str(d);
+    let agent = agent();
+    let gave_up = tokio::time::timeout(Duration::from_secs(2), agent.invoke_streaming(&req, &sink, &spent)).await;
+    assert!(gave_up.is_err(), "the stream stalls: {gave_up:?}");
+    assert_eq!(
+        calls(&spent.snapshot()),
+        vec![("pre_processing", HAIKU, 1190, 52, 640), ("orchestration", HAIKU, 1722, 214, 1400)]
+    );
+    assert_eq!(text.into_inner().expect("lock"), "Let me look at the nightly report job's recent runs");
 }
 
 #[tokio::test]

@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::json;
+use shared::aws::usage::DynamoDbUsageReader;
+use shared::ports::UsageReader;
 use tests::function_process::FunctionProcess;
-use tests::gateway_binaries::{binary, round_trip};
+use tests::gateway_binaries::{binary, round_trip, round_trip_with, Trip};
 use tests::harness::emulators;
 use tests::lambda_runtime_api::Outcome;
 use tests::resources::{drain_queue, TEST_BOT_TOKEN, TEST_SIGNING_SECRET};
@@ -31,6 +34,65 @@ async fn ingress_and_worker_binaries_answer_a_mention_end_to_end() {
     }
     let sdk = emulators().moto.sdk_config();
     assert_eq!(drain_queue(&sdk, &rt.resources.usage_queue_url).await.expect("usage").len(), 1);
+}
+
+/// The agent stalls past the runtime's deadline (events/agent/stall.json): the user sees the
+/// apology in place of the early message, the worker answers its runtime in time (so the message
+/// is not redelivered and re-run), and token-logging counts the stalled attempt's tokens once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_stalling_past_the_runtime_deadline_gets_the_apology_and_its_tokens_counted_once() {
+    let channel = "CBINSTALL";
+    // Short for a worker (its template timeout is 120 s), long enough for the 10 s reserve.
+    let trip = Trip {
+        text: Some("<@UBOT> Why does the nightly report job take forever?".into()),
+        worker_timeout: Duration::from_secs(18),
+    };
+    let rt = round_trip_with("debug", "binstall", channel, &trip).await;
+    assert_eq!(rt.queued, 1);
+    match &rt.worker_response {
+        Ok(Outcome::Response(v)) => assert_eq!(v["batchItemFailures"], json!([]), "{v}\n{}", rt.worker_output),
+        other => panic!("the worker did not answer within its deadline: {other:?}\n{}", rt.worker_output),
+    }
+    let slack = &emulators().slack;
+    assert_eq!(slack.posted_texts(channel).len(), 1, "one message, edited: {}", rt.worker_output);
+    let shown: Vec<String> = slack
+        .threads()
+        .into_iter()
+        .filter(|((c, _), _)| c == channel)
+        .flat_map(|(_, messages)| messages)
+        .filter_map(|m| m["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(shown, vec![slack_gateway::worker::APOLOGY.to_string()], "what the user sees");
+
+    // The usage record through token-logging, delivered twice as SQS may: counted once.
+    let sdk = emulators().moto.sdk_config();
+    let mut usage = SqsEvent::default();
+    usage.records = drain_queue(&sdk, &rt.resources.usage_queue_url).await.expect("usage");
+    assert_eq!(usage.records.len(), 1, "{}", rt.worker_output);
+    let env = vec![
+        ("AWS_ENDPOINT_URL".to_string(), emulators().moto.endpoint()),
+        ("USAGE_TABLE".to_string(), rt.resources.usage_table.clone()),
+    ];
+    let log = std::env::temp_dir().join("binstall-token-logging.log");
+    let logger = FunctionProcess::start(&binary("token-logging", "debug"), &env, 256, &log).expect("start");
+    let event = serde_json::to_value(&usage).expect("event");
+    let (outcomes, logger) = tokio::task::spawn_blocking(move || {
+        let first = logger.invoke(event.clone(), Duration::from_secs(30));
+        let again = logger.invoke(event, Duration::from_secs(30));
+        ((first, again), logger)
+    })
+    .await
+    .expect("join");
+    for outcome in [outcomes.0, outcomes.1] {
+        match outcome {
+            Ok(Outcome::Response(v)) => assert_eq!(v["batchItemFailures"], json!([]), "{v}\n{}", logger.output()),
+            other => panic!("token-logging: {other:?}\n{}", logger.output()),
+        }
+    }
+    let reader = DynamoDbUsageReader::new(aws_sdk_dynamodb::Client::new(&sdk), &rt.resources.usage_table);
+    let spend = reader.user_spend("T0001", "U024BE7LH", chrono::Utc::now().date_naive()).await.expect("spend");
+    assert_eq!(spend.day.turns, 1, "{spend:?}");
+    assert_eq!((spend.day.input_tokens, spend.day.output_tokens), (1190 + 1722, 52 + 214), "{spend:?}");
 }
 
 #[test]

@@ -405,7 +405,7 @@ async fn the_agent_adapter_hands_over_text_as_the_chunks_arrive() {
     };
     let seen: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
     let sink = |d: &str| seen.lock().expect("lock").push((d.to_string(), Instant::now()));
-    let turn = agent.invoke_streaming(&req, &sink).await.expect("turn");
+    let turn = agent.invoke_streaming(&req, &sink, &Default::default()).await.expect("turn");
     let seen = seen.into_inner().expect("lock");
     assert_eq!(seen.len(), 6, "one delta per chunk: {seen:?}");
     assert_eq!(seen.iter().map(|(d, _)| d.as_str()).collect::<String>(), turn.text);
@@ -462,4 +462,72 @@ async fn a_progress_edit_gives_up_on_a_rate_limit_at_once_while_the_final_edit_w
     assert_eq!(shown_text(channel, &ts), "final");
     let updates: Vec<_> = calls(channel).into_iter().filter(|(c, _)| c.method == "chat.update").collect();
     assert_eq!(updates.len(), 3, "one skipped progress edit, the final one rate limited then retried");
+}
+
+/// An agent that stalls past the Lambda deadline (events/agent/stall.json: two model calls with
+/// usage, the first words, then 30 s of silence). The attempt is cut at the deadline less the
+/// reserve; the early message becomes the apology before the deadline; the tokens the stream had
+/// reported are billed once; the turn ends failed and does not go back to the queue to run again.
+#[tokio::test]
+async fn an_agent_stalling_past_the_deadline_gets_the_apology_in_time_and_its_tokens_billed() {
+    let mut gw = gateway("stall").await;
+    let reserve = Duration::from_secs(3);
+    gw.worker.settings.deadline_reserve = reserve;
+    let channel = "CSTALL";
+    let (req, body) =
+        slack_request("slack/app_mention", "st", channel, "<@UBOT> Why does the nightly report job take forever?");
+    assert_eq!(gw.ingress.handle(&req).await.status_code, 200);
+    let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
+    batch.records = tests::resources::drain_queue(&gw.sdk, &gw.resources.work_queue_url).await.expect("drain");
+    assert_eq!(batch.records.len(), 1);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let resp = gw.worker.handle_batch(batch, Some(deadline)).await;
+    let returned = Instant::now();
+    assert!(resp.batch_item_failures.is_empty(), "not returned for redelivery: {:?}", resp.batch_item_failures);
+    assert!(returned < deadline, "the worker returned {:?} past the deadline", returned - deadline);
+
+    // What the user sees: the early message, then the apology in its place, before the deadline.
+    let all = calls(channel);
+    let posts = of(&all, "chat.postMessage");
+    assert_eq!(posts.len(), 1, "the apology replaces the early message: {all:#?}");
+    assert_eq!(posts[0].0.param("thread_ts"), MENTION_TS);
+    let updates = of(&all, "chat.update");
+    let (last, edited_at) = updates.last().copied().unwrap_or_else(|| panic!("the apology edit: {all:#?}"));
+    assert_eq!(last.param("text"), APOLOGY);
+    assert!(*edited_at < deadline, "apology edited {:?} past the deadline", *edited_at - deadline);
+    eprintln!(
+        "stalled agent: apology {:?} and worker done {:?} before the deadline",
+        deadline - *edited_at,
+        deadline - returned
+    );
+    let reply_ts = last.param("ts").to_string();
+    assert_eq!(shown_text(channel, &reply_ts), APOLOGY);
+    assert!(!of(&all, "reactions.remove").is_empty(), "status cleared: {all:#?}");
+
+    // The turn: failed, with a clear code; counted; the agent was asked once.
+    let turn = stored_turn(&gw, channel, MENTION_TS, MENTION_TS).await;
+    assert_eq!(turn.status, TurnStatus::Failed);
+    assert_eq!(turn.error_code.as_deref(), Some("AgentTimeout"));
+    assert_eq!(turn.reply_ts.as_deref(), Some(reply_ts.as_str()));
+    assert_eq!(gw.metric_sum("APIErrors", Some(("ErrorCode", "AgentTimeout"))), 1.0);
+    let session = thread(channel, MENTION_TS).session_id();
+    assert_eq!(emulators().agent.requests_for(&session).len(), 1, "no attempt after the time ran out");
+
+    // The tokens the stalled stream reported: one usage record, both calls.
+    let usage = tests::resources::drain_queue(&gw.sdk, &gw.resources.usage_queue_url).await.expect("usage queue");
+    assert_eq!(usage.len(), 1, "one usage record");
+    let record: shared::domain::UsageRecord =
+        serde_json::from_str(usage[0].body.as_deref().unwrap_or_default()).expect("usage record");
+    assert_eq!(record.record_id, format!("T0001:{}", body["event_id"].as_str().unwrap_or_default()));
+    assert_eq!(shared::domain::total_tokens(&record.calls), (1190 + 1722, 52 + 214), "{:?}", record.calls);
+    let analytics = tests::resources::read_objects(&gw.sdk, &gw.resources.bucket, "events/").await.expect("s3");
+    let events: Vec<Value> =
+        analytics.iter().flat_map(|(_, t)| t.lines().map(|l| serde_json::from_str(l).expect("json"))).collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0]["outcome"].as_str(), events[0]["error_code"].as_str()),
+        (Some("failed"), Some("AgentTimeout"))
+    );
+    assert_eq!(events[0]["input_tokens"], 1190 + 1722);
 }

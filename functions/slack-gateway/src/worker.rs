@@ -10,8 +10,8 @@ use shared::domain::{
     AgentTurn, AnalyticsEvent, ModelCall, Outcome, TurnStatus, UsageRecord, ANALYTICS_SCHEMA_VERSION,
 };
 use shared::ports::{
-    AgentClient, AgentError, AgentRequest, AnalyticsSink, ChatClient, ConversationStore, FileTransfer, TurnRecord,
-    TurnStart, UsageReader, UsageSink,
+    AgentClient, AgentError, AgentRequest, AnalyticsSink, ChatClient, ConversationStore, FileTransfer, SpentCalls,
+    TextSink, TurnRecord, TurnStart, UsageReader, UsageSink,
 };
 use shared::retry::Backoff;
 use shared::slack::Reply;
@@ -63,8 +63,12 @@ pub struct WorkerSettings {
     pub stream: StreamSettings,
     /// Retries of throttled or failed agent calls.
     pub agent_backoff: Backoff,
-    /// Time kept back from the Lambda deadline to post an apology and record the turn.
+    /// Time kept back from the Lambda deadline to post an apology and record the turn: every
+    /// agent attempt ends this long before the deadline.
     pub deadline_reserve: Duration,
+    /// The least time an agent attempt is started with (an attempt cut short is billed for
+    /// nothing); with less left before the reserve, the turn ends with the apology instead.
+    pub min_agent_attempt: Duration,
     /// Per-user budgets; `None` = no limit.
     pub budgets: Budgets,
     /// Limits on the user's files passed to the agent.
@@ -174,6 +178,7 @@ impl WorkerSettings {
             stream: StreamSettings::default(),
             agent_backoff: Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8), max_attempts: 4 },
             deadline_reserve: Duration::from_secs(10),
+            min_agent_attempt: Duration::from_secs(5),
             budgets: Budgets::default(),
             files: crate::files::FileSettings::default(),
         }
@@ -677,9 +682,11 @@ impl Worker {
         let mut attempt = 0;
         let mut spent: Vec<ModelCall> = Vec::new();
         let on_text = |delta: &str| live.push(delta);
+        // Attempts end here at the latest: the reserve answers the user and records the turn.
+        let cutoff = deadline.map(|d| d.checked_sub(self.settings.deadline_reserve).unwrap_or_else(Instant::now));
         loop {
             live.restart();
-            match self.agent.invoke_streaming(request, &on_text).await {
+            match self.attempt(request, &on_text, cutoff).await {
                 Ok(mut turn) => {
                     // Calls of failed attempts were billed too.
                     spent.append(&mut turn.model_calls);
@@ -689,16 +696,11 @@ impl Worker {
                 Err(mut e) => {
                     self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", &e.code)]);
                     spent.append(&mut e.spent);
+                    // A retry must still have a whole attempt's time after its delay.
+                    let keep = self.settings.deadline_reserve + self.settings.min_agent_attempt;
                     let delay = e
                         .is_retryable()
-                        .then(|| {
-                            self.settings.agent_backoff.next_delay(
-                                attempt,
-                                None,
-                                deadline,
-                                self.settings.deadline_reserve,
-                            )
-                        })
+                        .then(|| self.settings.agent_backoff.next_delay(attempt, None, deadline, keep))
                         .flatten();
                     match delay {
                         Some(d) => {
@@ -713,6 +715,36 @@ impl Worker {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// One agent call, cut off at `cutoff`; the model calls the stream reported by then are kept
+    /// as spent. Not started when less than the minimum attempt time is left.
+    async fn attempt(
+        &self,
+        request: &AgentRequest,
+        on_text: TextSink<'_>,
+        cutoff: Option<Instant>,
+    ) -> Result<AgentTurn, AgentError> {
+        let reported = SpentCalls::default();
+        let Some(cutoff) = cutoff else {
+            return self.agent.invoke_streaming(request, on_text, &reported).await;
+        };
+        let left = cutoff.saturating_duration_since(Instant::now());
+        if left < self.settings.min_agent_attempt {
+            let message = format!(
+                "{} ms left for the agent, an attempt needs {} ms",
+                left.as_millis(),
+                self.settings.min_agent_attempt.as_millis()
+            );
+            return Err(AgentError::timed_out(message, Vec::new()));
+        }
+        match tokio::time::timeout(left, self.agent.invoke_streaming(request, on_text, &reported)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let message = format!("no complete answer within {} ms", left.as_millis());
+                Err(AgentError::timed_out(message, reported.snapshot()))
             }
         }
     }

@@ -440,6 +440,8 @@ impl Utf8Deltas {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::agent::{TurnCollector, Utf8Deltas};
 use crate::domain::{AgentTurn, ModelCall};
-use crate::ports::{AgentClient, AgentError, AgentErrorKind, AgentInputFile, AgentRequest, FileUseCase, TextSink};
+use crate::ports::{
+    AgentClient, AgentError, AgentErrorKind, AgentInputFile, AgentRequest, FileUseCase, SpentCalls, TextSink,
+};
 
 /// The `code` of an error that cut the event stream half-way (connection lost, bad frame).
 pub const STREAM_INTERRUPTED: &str = "StreamInterrupted";
@@ -54,18 +56,28 @@ impl BedrockAgent {
 #[async_trait]
 impl AgentClient for BedrockAgent {
     async fn invoke(&self, request: &AgentRequest) -> Result<AgentTurn, AgentError> {
-        self.run(request, None).await
+        self.run(request, None, &SpentCalls::default()).await
     }
 
-    async fn invoke_streaming(&self, request: &AgentRequest, on_text: TextSink<'_>) -> Result<AgentTurn, AgentError> {
-        self.run(request, Some(on_text)).await
+    async fn invoke_streaming(
+        &self,
+        request: &AgentRequest,
+        on_text: TextSink<'_>,
+        spent: &SpentCalls,
+    ) -> Result<AgentTurn, AgentError> {
+        self.run(request, Some(on_text), spent).await
     }
 }
 
 impl BedrockAgent {
     /// One InvokeAgent call, its stream folded into a turn; answer text also goes to `on_text`
-    /// as each chunk arrives.
-    async fn run(&self, request: &AgentRequest, on_text: Option<TextSink<'_>>) -> Result<AgentTurn, AgentError> {
+    /// as each chunk arrives, and the model calls to `spent` as each trace arrives.
+    async fn run(
+        &self,
+        request: &AgentRequest,
+        on_text: Option<TextSink<'_>>,
+        spent: &SpentCalls,
+    ) -> Result<AgentTurn, AgentError> {
         let started = Instant::now();
         let mut call = self
             .client
@@ -98,7 +110,11 @@ impl BedrockAgent {
                             sink(&delta);
                         }
                     }
-                    collector.push(event)
+                    let traced = matches!(event, ResponseStream::Trace(_));
+                    collector.push(event);
+                    if traced {
+                        spent.report(collector.spent());
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => return Err(stream_error(e, collector.spent())),
