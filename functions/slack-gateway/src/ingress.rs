@@ -52,6 +52,8 @@ pub struct IngressConfig {
     /// INGRESS_STATUS (+ SLACK_ASSISTANT, STATUS_REACTION, INGRESS_STATUS_TIMEOUT_MS): the status
     /// shown as soon as a message is queued; `None` = left to the worker.
     pub queued_status: Option<(crate::status::StatusSettings, Duration)>,
+    /// FEEDBACK_POSITIVE_REACTIONS / FEEDBACK_NEGATIVE_REACTIONS: only these reactions are queued.
+    pub feedback: crate::feedback::FeedbackSettings,
 }
 
 impl IngressConfig {
@@ -65,6 +67,7 @@ impl IngressConfig {
             metrics_namespace: metrics_namespace(),
             slack_api_base: optional("SLACK_API_BASE").unwrap_or_else(|| "https://slack.com/api".into()),
             queued_status: crate::status::queued_status_from_env()?,
+            feedback: crate::feedback::FeedbackSettings::from_env()?,
         })
     }
 }
@@ -84,6 +87,7 @@ pub struct Ingress {
     refresh_interval: Duration,
     /// Shows the working status of a queued message (None = the worker alone shows it).
     queued_status: Option<QueuedStatus>,
+    feedback: crate::feedback::FeedbackSettings,
 }
 
 impl Ingress {
@@ -104,12 +108,19 @@ impl Ingress {
             metrics,
             refresh_interval: SECRET_REFRESH_INTERVAL,
             queued_status: None,
+            feedback: crate::feedback::FeedbackSettings::default(),
         })
     }
 
     /// Changes how often the secret may be re-read after a failed verification.
     pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
+        self
+    }
+
+    /// Which reactions are feedback (the worker's lists): only those are queued.
+    pub fn with_feedback(mut self, feedback: crate::feedback::FeedbackSettings) -> Self {
+        self.feedback = feedback;
         self
     }
 
@@ -149,7 +160,7 @@ impl Ingress {
             }
         };
         let event_id = body.get("event_id").and_then(Value::as_str);
-        match classify(&body, received_at_ms) {
+        match classify(&body, received_at_ms, &self.feedback) {
             Decision::Challenge(c) => json_response(200, json!({ "challenge": c })),
             Decision::Ignore { event_type, reason } => {
                 info!(event_type, event_id, reason, "ignored Slack event");
