@@ -10,13 +10,30 @@ use crate::aws::secrets::SlackSecret;
 use crate::domain::{AgentTurn, AnalyticsEvent, ModelCall, ThreadRef, TurnStatus, UsageRecord};
 use crate::Result;
 
-/// Remembers keys for a while; the first claim of a key wins.
+/// What claiming a dedupe key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the key: pending until confirmed, released, or its lease runs out.
+    Acquired,
+    /// The key was confirmed by someone: the work was handed on already.
+    Taken,
+    /// Another caller holds a pending lease on the key, until `until_ms` (epoch ms).
+    Pending { until_ms: i64 },
+}
+
+/// Remembers keys for a while. A claim is first a short pending lease, confirmed once the work
+/// was handed on; a lease that is neither confirmed nor released lapses by itself, so a crash
+/// or a failed release between claim and hand-over never blocks the key for long.
 #[async_trait]
 pub trait DedupStore: Send + Sync {
-    /// Claims `key` for `ttl`. Ok(true) the first time, Ok(false) when already claimed.
-    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool>;
-    /// Releases a claim (used when the claimed work could not be handed on).
-    async fn release(&self, key: &str) -> Result<()>;
+    /// Claims `key` for `owner` as pending until `lease` from now, unless a live claim exists.
+    async fn claim(&self, key: &str, owner: &str, lease: Duration) -> Result<Claim>;
+    /// Makes `owner`'s claim on `key` a confirmed one, kept for `ttl`. Ok(false) when the key is
+    /// no longer `owner`'s (its lease lapsed and someone else claimed it).
+    async fn confirm(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool>;
+    /// Drops `owner`'s claim on `key` (the work could not be handed on); a key that is no longer
+    /// `owner`'s is left alone.
+    async fn release(&self, key: &str, owner: &str) -> Result<()>;
 }
 
 /// A FIFO queue of accepted work.

@@ -7,6 +7,7 @@ pub mod costs;
 pub mod fake_agent;
 pub mod fake_jira;
 pub mod fake_slack;
+pub mod fault_proxy;
 pub mod function_process;
 pub mod gateway_binaries;
 pub mod harness;

@@ -246,6 +246,9 @@ impl LocalStack {
                 ("DEDUP_TABLE", &resources.dedup_table),
                 // The queued-turn status goes to the fake Slack too.
                 ("SLACK_API_BASE", &slack_api),
+                // Only feedback reactions are queued (the template's defaults, as the worker's).
+                ("FEEDBACK_POSITIVE_REACTIONS", "+1,thumbsup"),
+                ("FEEDBACK_NEGATIVE_REACTIONS", "-1,thumbsdown"),
             ],
         )?;
         let agent_endpoint = emu.agent.endpoint();
@@ -260,6 +263,8 @@ impl LocalStack {
                 ("USAGE_QUEUE_URL", &resources.usage_queue_url),
                 ("EVENTS_STREAM_NAME", &resources.stream),
                 ("FEEDBACK_STREAM_NAME", &resources.feedback_stream),
+                ("FEEDBACK_POSITIVE_REACTIONS", "+1,thumbsup"),
+                ("FEEDBACK_NEGATIVE_REACTIONS", "-1,thumbsdown"),
                 ("CONVERSATIONS_TABLE", &resources.conversations_table),
                 ("USAGE_TABLE", &resources.usage_table),
                 ("AGENT_ID", AGENT_ID),

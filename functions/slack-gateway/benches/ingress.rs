@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use serde_json::{json, Value};
 use shared::aws::secrets::SlackSecret;
-use shared::ports::{DedupStore, SlackSecretSource, WorkQueue};
+use shared::ports::{Claim, DedupStore, SlackSecretSource, WorkQueue};
 use shared::telemetry::Metrics;
 use slack_gateway::ingress::Ingress;
 
@@ -19,10 +19,14 @@ const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 struct MemDedup(Mutex<HashSet<String>>);
 #[async_trait]
 impl DedupStore for MemDedup {
-    async fn claim(&self, key: &str, _ttl: Duration) -> shared::Result<bool> {
-        Ok(self.0.lock().map(|mut s| s.insert(key.to_string())).unwrap_or(false))
+    async fn claim(&self, key: &str, _owner: &str, _lease: Duration) -> shared::Result<Claim> {
+        let new = self.0.lock().map(|mut s| s.insert(key.to_string())).unwrap_or(false);
+        Ok(if new { Claim::Acquired } else { Claim::Taken })
     }
-    async fn release(&self, key: &str) -> shared::Result<()> {
+    async fn confirm(&self, _key: &str, _owner: &str, _ttl: Duration) -> shared::Result<bool> {
+        Ok(true)
+    }
+    async fn release(&self, key: &str, _owner: &str) -> shared::Result<()> {
         if let Ok(mut s) = self.0.lock() {
             s.remove(key);
         }

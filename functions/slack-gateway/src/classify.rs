@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::feedback::FeedbackSettings;
 use crate::work::{MessageWork, ReactionWork, SlackFile, WorkItem};
 
 /// The ingress's decision for one request.
@@ -64,15 +65,16 @@ fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-/// Decides what to do with a verified request body.
-pub fn classify(body: &Value, received_at_ms: i64) -> Decision {
+/// Decides what to do with a verified request body. `feedback` says which reactions are
+/// feedback: only those are queued.
+pub fn classify(body: &Value, received_at_ms: i64, feedback: &FeedbackSettings) -> Decision {
     let envelope_type = str_of(body, "type").unwrap_or("");
     match envelope_type {
         "url_verification" => match str_of(body, "challenge") {
             Some(c) => Decision::Challenge(c.to_string()),
             None => drift("url_verification", "challenge missing"),
         },
-        "event_callback" => classify_callback(body, received_at_ms),
+        "event_callback" => classify_callback(body, received_at_ms, feedback),
         "app_rate_limited" => {
             Decision::Ignore { event_type: "app_rate_limited".into(), reason: "Slack is rate limiting event delivery" }
         }
@@ -85,7 +87,7 @@ fn drift(event_type: &str, detail: impl Into<String>) -> Decision {
     Decision::Drift { event_type: event_type.to_string(), detail: detail.into() }
 }
 
-fn classify_callback(body: &Value, received_at_ms: i64) -> Decision {
+fn classify_callback(body: &Value, received_at_ms: i64, feedback: &FeedbackSettings) -> Decision {
     let Some(event) = body.get("event").filter(|e| e.is_object()) else {
         return drift("event_callback", "event object missing");
     };
@@ -112,7 +114,8 @@ fn classify_callback(body: &Value, received_at_ms: i64) -> Decision {
             classify_message(event_type, event, event_id, team_id, bot_user_id, received_at_ms)
         }
         "reaction_added" | "reaction_removed" => {
-            classify_reaction(event_type, event, event_id, team_id, received_at_ms)
+            let reaction = Reaction { event_type, event_id, team_id, bot_user_id: bot_user_id.as_deref() };
+            classify_reaction(&reaction, event, received_at_ms, feedback)
         }
         t if IGNORED_EVENT_TYPES.contains(&t) => {
             Decision::Ignore { event_type: t.into(), reason: "event type not acted on" }
@@ -200,24 +203,39 @@ fn is_assistant_thread(event_type: &str, event: &Value, is_dm: bool, in_thread: 
     marked || (event_type == "message" && is_dm && in_thread)
 }
 
-fn classify_reaction(event_type: &str, event: &Value, event_id: &str, team_id: &str, received_at_ms: i64) -> Decision {
+/// The envelope fields a reaction is classified with.
+struct Reaction<'a> {
+    event_type: &'a str,
+    event_id: &'a str,
+    team_id: &'a str,
+    bot_user_id: Option<&'a str>,
+}
+
+fn classify_reaction(r: &Reaction, event: &Value, received_at_ms: i64, feedback: &FeedbackSettings) -> Decision {
+    let event_type = r.event_type;
+    let ignore = |reason| Decision::Ignore { event_type: event_type.to_string(), reason };
     let Some(item) = event.get("item") else {
         return drift(event_type, "item missing");
     };
     if str_of(item, "type") != Some("message") {
-        return Decision::Ignore {
-            event_type: event_type.into(),
-            reason: "reaction on something other than a message",
-        };
+        return ignore("reaction on something other than a message");
     }
     let (Some(user), Some(reaction), Some(channel), Some(item_ts)) =
         (str_of(event, "user"), str_of(event, "reaction"), str_of(item, "channel"), str_of(item, "ts"))
     else {
         return drift(event_type, "user, reaction, item.channel or item.ts missing");
     };
+    // The bot's own status reactions (and anything else it reacts with) are not work.
+    if r.bot_user_id == Some(user) {
+        return ignore("reaction by this app");
+    }
+    // Only feedback reactions do anything in the worker: the rest are not queued at all.
+    if feedback.sentiment(reaction).is_none() {
+        return ignore("reaction is not feedback");
+    }
     Decision::Accept(Box::new(WorkItem::Reaction(ReactionWork {
-        event_id: event_id.to_string(),
-        team_id: team_id.to_string(),
+        event_id: r.event_id.to_string(),
+        team_id: r.team_id.to_string(),
         user_id: user.to_string(),
         reaction: reaction.to_string(),
         added: event_type == "reaction_added",
@@ -232,6 +250,10 @@ fn classify_reaction(event_type: &str, event: &Value, event_id: &str, team_id: &
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn classify_(body: &Value, received_at_ms: i64) -> Decision {
+        classify(body, received_at_ms, &FeedbackSettings::default())
+    }
 
     fn callback(event: Value) -> Value {
         json!({
@@ -252,13 +274,13 @@ mod tests {
 
     #[test]
     fn challenge_is_echoed() {
-        let d = classify(&json!({"type": "url_verification", "challenge": "abc", "token": "x"}), 0);
+        let d = classify_(&json!({"type": "url_verification", "challenge": "abc", "token": "x"}), 0);
         assert_eq!(d, Decision::Challenge("abc".into()));
     }
 
     #[test]
     fn app_mention_in_channel_is_accepted_and_mention_stripped() {
-        let m = accepted(classify(
+        let m = accepted(classify_(
             &callback(
                 json!({"type": "app_mention", "user": "U1", "channel": "C1", "ts": "1.1", "text": "<@UBOT> hi there"}),
             ),
@@ -272,14 +294,14 @@ mod tests {
 
     #[test]
     fn dm_and_thread_replies() {
-        let dm = accepted(classify(
+        let dm = accepted(classify_(
             &callback(
                 json!({"type": "message", "channel_type": "im", "user": "U1", "channel": "D1", "ts": "2.1", "text": "hello"}),
             ),
             0,
         ));
         assert!(!dm.requires_bot_thread);
-        let reply = accepted(classify(
+        let reply = accepted(classify_(
             &callback(
                 json!({"type": "message", "channel_type": "channel", "user": "U1", "channel": "C1", "ts": "3.2", "thread_ts": "3.1", "text": "and then?"}),
             ),
@@ -291,21 +313,21 @@ mod tests {
 
     #[test]
     fn dm_thread_messages_are_assistant_threads() {
-        let in_thread = accepted(classify(
+        let in_thread = accepted(classify_(
             &callback(
                 json!({"type": "message", "channel_type": "im", "user": "U1", "channel": "D1", "ts": "2.2", "thread_ts": "2.1", "text": "hi"}),
             ),
             0,
         ));
         assert!(in_thread.assistant_thread);
-        let top_level = accepted(classify(
+        let top_level = accepted(classify_(
             &callback(
                 json!({"type": "message", "channel_type": "im", "user": "U1", "channel": "D1", "ts": "2.1", "text": "hi"}),
             ),
             0,
         ));
         assert!(!top_level.assistant_thread);
-        let mention = accepted(classify(
+        let mention = accepted(classify_(
             &callback(
                 json!({"type": "app_mention", "user": "U1", "channel": "C1", "ts": "3.2", "thread_ts": "3.1", "text": "<@UBOT> hi"}),
             ),
@@ -326,13 +348,13 @@ mod tests {
             json!({"type": "message", "channel_type": "channel", "user": "U1", "channel": "C1", "ts": "1.2", "thread_ts": "1.1", "text": "<@UBOT> hi"}),
         ];
         for c in cases {
-            assert!(matches!(classify(&callback(c.clone()), 0), Decision::Ignore { .. }), "{c}");
+            assert!(matches!(classify_(&callback(c.clone()), 0), Decision::Ignore { .. }), "{c}");
         }
     }
 
     #[test]
     fn file_shares_are_answered_with_their_files() {
-        let m = accepted(classify(
+        let m = accepted(classify_(
             &callback(json!({
                 "type": "message", "subtype": "file_share", "channel_type": "im", "user": "U1", "channel": "D1",
                 "ts": "4.1", "text": "",
@@ -357,7 +379,7 @@ mod tests {
 
     #[test]
     fn reactions_are_accepted() {
-        let d = classify(
+        let d = classify_(
             &callback(
                 json!({"type": "reaction_added", "user": "U1", "reaction": "+1", "item_user": "UBOT", "item": {"type": "message", "channel": "C1", "ts": "9.9"}}),
             ),
@@ -376,15 +398,40 @@ mod tests {
     }
 
     #[test]
+    fn only_feedback_reactions_by_people_are_queued() {
+        let reaction = |user: &str, name: &str| {
+            callback(json!({"type": "reaction_added", "user": user, "reaction": name, "item_user": "UBOT",
+                            "item": {"type": "message", "channel": "C1", "ts": "9.9"}}))
+        };
+        let queued = |d: Decision| matches!(d, Decision::Accept(_));
+        // The bot's own status reaction, and any other reaction it adds.
+        assert!(!queued(classify_(&reaction("UBOT", crate::status::DEFAULT_STATUS_REACTION), 0)));
+        assert!(!queued(classify_(&reaction("UBOT", "+1"), 0)));
+        // People's reactions that are not feedback.
+        assert!(!queued(classify_(&reaction("U1", crate::status::DEFAULT_STATUS_REACTION), 0)));
+        assert!(!queued(classify_(&reaction("U1", "tada"), 0)));
+        // Feedback, with or without a skin tone, added or removed.
+        assert!(queued(classify_(&reaction("U1", "+1::skin-tone-3"), 0)));
+        assert!(queued(classify_(&reaction("U1", "thumbsdown"), 0)));
+        let mut removed = reaction("U1", "-1");
+        removed["event"]["type"] = json!("reaction_removed");
+        assert!(queued(classify_(&removed, 0)));
+        // The configured lists, not the defaults, decide.
+        let custom = FeedbackSettings { positive: vec!["white_check_mark".into()], negative: vec!["x".into()] };
+        assert!(queued(classify(&reaction("U1", "white_check_mark"), 0, &custom)));
+        assert!(!queued(classify(&reaction("U1", "+1"), 0, &custom)));
+    }
+
+    #[test]
     fn unexpected_types_and_shapes_are_drift() {
-        let d = classify(&callback(json!({"type": "workflow_step_execute", "x": 1})), 0);
+        let d = classify_(&callback(json!({"type": "workflow_step_execute", "x": 1})), 0);
         assert_eq!(
             d,
             Decision::Drift { event_type: "workflow_step_execute".into(), detail: "unexpected event type".into() }
         );
-        let d = classify(&callback(json!({"type": "app_mention", "channel": "C1", "ts": "1", "text": "hi"})), 0);
+        let d = classify_(&callback(json!({"type": "app_mention", "channel": "C1", "ts": "1", "text": "hi"})), 0);
         assert!(matches!(d, Decision::Drift { ref detail, .. } if detail == "user missing"), "{d:?}");
-        let d = classify(
+        let d = classify_(
             &callback(
                 json!({"type": "message", "subtype": "brand_new_subtype", "user": "U1", "channel": "C1", "ts": "1", "text": "x"}),
             ),
@@ -392,9 +439,236 @@ mod tests {
         );
         assert!(matches!(d, Decision::Drift { ref detail, .. } if detail.contains("brand_new_subtype")));
         assert!(matches!(
-            classify(&json!({"type": "event_callback", "team_id": "T1", "event_id": "E"}), 0),
+            classify_(&json!({"type": "event_callback", "team_id": "T1", "event_id": "E"}), 0),
             Decision::Drift { .. }
         ));
-        assert!(matches!(classify(&json!({"type": "interactive_message"}), 0), Decision::Drift { .. }));
+        assert!(matches!(classify_(&json!({"type": "interactive_message"}), 0), Decision::Drift { .. }));
+    }
+}
+
+/// Generated input: no JSON makes classification panic, and whatever it accepts carries the ids
+/// the worker keys on. Arbitrary JSON trees (built from the words Slack payloads use, so that
+/// they reach deep into the rules) and mutations of the real fixtures in events/slack/.
+/// Cases: PROPTEST_CASES (default 256) per property.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::*;
+
+    const WORDS: &[&str] = &[
+        "type",
+        "event",
+        "event_id",
+        "team_id",
+        "team",
+        "user",
+        "channel",
+        "ts",
+        "thread_ts",
+        "text",
+        "subtype",
+        "bot_id",
+        "bot_profile",
+        "channel_type",
+        "files",
+        "id",
+        "item",
+        "reaction",
+        "item_user",
+        "authorizations",
+        "user_id",
+        "is_bot",
+        "challenge",
+        "assistant_thread",
+        "event_callback",
+        "url_verification",
+        "app_mention",
+        "message",
+        "reaction_added",
+        "reaction_removed",
+        "file_share",
+        "thread_broadcast",
+        "bot_message",
+        "im",
+        "channel",
+        "D1",
+        "C1",
+        "U1",
+        "UBOT",
+        "T1",
+        "Ev1",
+        "1.1",
+        "1.2",
+        "+1",
+        "-1",
+        "thumbsup",
+        "+1::skin-tone-2",
+        "hourglass_flowing_sand",
+        "<@UBOT> hi",
+        "",
+        " ",
+        "mode",
+        "tombstone",
+        "url_private_download",
+    ];
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(WORDS).prop_map(str::to_string),
+            1 => any::<String>(),
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            word().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((word(), inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<String, Value>>())),
+            ]
+        })
+    }
+
+    /// The Slack bodies of the fixtures in events/slack/.
+    fn fixtures() -> Vec<Value> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/slack");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("events/slack").flatten() {
+            let event: Value =
+                serde_json::from_str(&std::fs::read_to_string(entry.path()).expect("fixture")).expect("fixture json");
+            let raw = event["body"].as_str().unwrap_or_default();
+            let raw = if event["isBase64Encoded"].as_bool().unwrap_or(false) {
+                use base64::Engine;
+                String::from_utf8(base64::engine::general_purpose::STANDARD.decode(raw).expect("base64"))
+                    .expect("utf-8")
+            } else {
+                raw.to_string()
+            };
+            out.push(serde_json::from_str(&raw).expect("body json"));
+        }
+        assert!(out.len() >= 8, "fixtures found: {}", out.len());
+        out
+    }
+
+    /// Every place in a tree, as a path of object keys and array indexes.
+    fn paths(v: &Value, here: Vec<Value>, out: &mut Vec<Vec<Value>>) {
+        out.push(here.clone());
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, c)| {
+                let mut p = here.clone();
+                p.push(Value::String(k.clone()));
+                paths(c, p, out)
+            }),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| {
+                let mut p = here.clone();
+                p.push(Value::from(i));
+                paths(c, p, out)
+            }),
+            _ => {}
+        }
+    }
+
+    fn at<'a>(v: &'a mut Value, path: &[Value]) -> Option<&'a mut Value> {
+        path.iter().try_fold(v, |v, step| match step {
+            Value::String(k) => v.get_mut(k.as_str()),
+            Value::Number(i) => v.get_mut(i.as_u64()? as usize),
+            _ => None,
+        })
+    }
+
+    /// A fixture with a few of its places replaced by arbitrary JSON or removed.
+    fn mutated_fixture() -> impl Strategy<Value = Value> {
+        let all = fixtures();
+        (prop::sample::select(all), prop::collection::vec((any::<prop::sample::Index>(), json(), any::<bool>()), 1..4))
+            .prop_map(|(mut body, edits)| {
+                for (pick, value, remove) in edits {
+                    let mut ps = Vec::new();
+                    paths(&body, Vec::new(), &mut ps);
+                    let path = ps[pick.index(ps.len())].clone();
+                    match (remove, path.split_last()) {
+                        (true, Some((Value::String(k), parent))) => {
+                            if let Some(Value::Object(m)) = at(&mut body, parent) {
+                                m.remove(k);
+                            }
+                        }
+                        _ => {
+                            if let Some(slot) = at(&mut body, &path) {
+                                *slot = value;
+                            }
+                        }
+                    }
+                }
+                body
+            })
+    }
+
+    /// What an accepted item must carry.
+    fn check_ids(d: &Decision) -> Result<(), TestCaseError> {
+        let Decision::Accept(item) = d else { return Ok(()) };
+        match item.as_ref() {
+            WorkItem::Message(m) => {
+                for (name, v) in [
+                    ("event_id", &m.event_id),
+                    ("team", &m.team_id),
+                    ("channel", &m.channel_id),
+                    ("ts", &m.ts),
+                    ("user", &m.user_id),
+                ] {
+                    prop_assert!(!v.is_empty(), "accepted message without {}: {:?}", name, m);
+                }
+                prop_assert!(!m.text.trim().is_empty() || !m.files.is_empty(), "empty message accepted: {:?}", m);
+            }
+            WorkItem::Reaction(r) => {
+                for (name, v) in [
+                    ("event_id", &r.event_id),
+                    ("team", &r.team_id),
+                    ("channel", &r.channel_id),
+                    ("item ts", &r.item_ts),
+                    ("user", &r.user_id),
+                ] {
+                    prop_assert!(!v.is_empty(), "accepted reaction without {}: {:?}", name, r);
+                }
+                prop_assert!(FeedbackSettings::default().sentiment(&r.reaction).is_some(), "not feedback: {:?}", r);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_json_is_classified_without_panic(body in json()) {
+            check_ids(&classify(&body, 0, &FeedbackSettings::default()))?;
+        }
+
+        #[test]
+        fn any_event_callback_is_classified_without_panic(event in json(), team in word(), id in word()) {
+            let body = serde_json::json!({"type": "event_callback", "team_id": team, "event_id": id, "event": event,
+                                          "authorizations": [{"user_id": "UBOT", "is_bot": true}]});
+            check_ids(&classify(&body, 0, &FeedbackSettings::default()))?;
+        }
+
+        #[test]
+        fn mutated_fixtures_are_classified_without_panic(body in mutated_fixture()) {
+            check_ids(&classify(&body, 0, &FeedbackSettings::default()))?;
+        }
+    }
+
+    #[test]
+    fn the_fixtures_themselves_are_classified_as_expected() {
+        let accepted = fixtures()
+            .iter()
+            .filter(|b| matches!(classify(b, 0, &FeedbackSettings::default()), Decision::Accept(_)))
+            .count();
+        // app_mention, assistant thread, dm, file_share, reaction_added (+1), thread_reply.
+        assert!(accepted >= 5, "{accepted}");
     }
 }

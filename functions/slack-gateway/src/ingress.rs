@@ -8,7 +8,7 @@ use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-use shared::ports::{DedupStore, SlackSecretSource, WorkQueue};
+use shared::ports::{Claim, DedupStore, SlackSecretSource, WorkQueue};
 use shared::telemetry::Metrics;
 use tokio::sync::RwLock;
 use tracing::{error, info, warn};
@@ -17,8 +17,26 @@ use crate::classify::{classify, Decision};
 use crate::status::QueuedStatus;
 use crate::work::WorkItem;
 
-/// How long event ids and (channel, ts) pairs are remembered. Slack retries for about an hour.
+/// How long event ids and (channel, ts) pairs are remembered once queued. Slack's last retry
+/// comes about 5 minutes after the first delivery; the margin covers replays.
 pub const DEDUP_TTL: Duration = Duration::from_secs(6 * 3600);
+/// The time the ingress gives itself to answer. Slack waits 3 s for the acknowledgement; on a
+/// timeout or a non-2xx answer it retries the event up to 3 times: nearly immediately (on a
+/// timeout, 3 s after sending, without waiting for the first answer), then after 1 minute, then
+/// after 5 minutes (Slack's Events API docs, docs.slack.dev/apis/events-api, "failure
+/// conditions" and "graceful retries", with `x-slack-retry-num` / `x-slack-retry-reason`).
+pub const ACK_BUDGET: Duration = Duration::from_millis(2500);
+/// How long a claim stays pending while its event is handed to the queue. The enqueue is bounded
+/// by the lease, so a claim never outlives a failed or unfinished enqueue (a refused release, a
+/// crash, a timeout) by more than this: it has lapsed before Slack's first retry on a timeout
+/// (3 s), and a retry that arrives sooner waits for it inside its own budget.
+pub const CLAIM_LEASE: Duration = Duration::from_millis(1500);
+/// An enqueue is not started with less time than this left.
+const MIN_ENQUEUE_TIME: Duration = Duration::from_millis(300);
+/// Kept between a lease's end and the end of the enqueue it bounds (clock skew, a slow answer).
+const LEASE_MARGIN: Duration = Duration::from_millis(100);
+/// The longest pause between two looks at a claim another delivery holds.
+const MAX_CLAIM_POLL: Duration = Duration::from_millis(200);
 /// After a failed verification the secret is re-read at most this often (rotation).
 pub const SECRET_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -34,6 +52,8 @@ pub struct IngressConfig {
     /// INGRESS_STATUS (+ SLACK_ASSISTANT, STATUS_REACTION, INGRESS_STATUS_TIMEOUT_MS): the status
     /// shown as soon as a message is queued; `None` = left to the worker.
     pub queued_status: Option<(crate::status::StatusSettings, Duration)>,
+    /// FEEDBACK_POSITIVE_REACTIONS / FEEDBACK_NEGATIVE_REACTIONS: only these reactions are queued.
+    pub feedback: crate::feedback::FeedbackSettings,
 }
 
 impl IngressConfig {
@@ -47,6 +67,7 @@ impl IngressConfig {
             metrics_namespace: metrics_namespace(),
             slack_api_base: optional("SLACK_API_BASE").unwrap_or_else(|| "https://slack.com/api".into()),
             queued_status: crate::status::queued_status_from_env()?,
+            feedback: crate::feedback::FeedbackSettings::from_env()?,
         })
     }
 }
@@ -66,6 +87,7 @@ pub struct Ingress {
     refresh_interval: Duration,
     /// Shows the working status of a queued message (None = the worker alone shows it).
     queued_status: Option<QueuedStatus>,
+    feedback: crate::feedback::FeedbackSettings,
 }
 
 impl Ingress {
@@ -86,12 +108,19 @@ impl Ingress {
             metrics,
             refresh_interval: SECRET_REFRESH_INTERVAL,
             queued_status: None,
+            feedback: crate::feedback::FeedbackSettings::default(),
         })
     }
 
     /// Changes how often the secret may be re-read after a failed verification.
     pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
+        self
+    }
+
+    /// Which reactions are feedback (the worker's lists): only those are queued.
+    pub fn with_feedback(mut self, feedback: crate::feedback::FeedbackSettings) -> Self {
+        self.feedback = feedback;
         self
     }
 
@@ -104,6 +133,7 @@ impl Ingress {
 
     /// Handles one Function URL request. Never fails: every outcome is an HTTP response.
     pub async fn handle(&self, req: &LambdaFunctionUrlRequest) -> LambdaFunctionUrlResponse {
+        let deadline = tokio::time::Instant::now() + ACK_BUDGET;
         let method = req.request_context.http.method.as_deref().unwrap_or("POST");
         if !method.eq_ignore_ascii_case("POST") {
             return respond(405, "method not allowed");
@@ -130,7 +160,7 @@ impl Ingress {
             }
         };
         let event_id = body.get("event_id").and_then(Value::as_str);
-        match classify(&body, received_at_ms) {
+        match classify(&body, received_at_ms, &self.feedback) {
             Decision::Challenge(c) => json_response(200, json!({ "challenge": c })),
             Decision::Ignore { event_type, reason } => {
                 info!(event_type, event_id, reason, "ignored Slack event");
@@ -140,7 +170,7 @@ impl Ingress {
                 self.drift(&event_type, &detail, Some(&body));
                 respond(200, "")
             }
-            Decision::Accept(item) => self.accept(*item, retry_info(&req.headers)).await,
+            Decision::Accept(item) => self.accept(*item, retry_info(&req.headers), deadline).await,
         }
     }
 
@@ -177,18 +207,29 @@ impl Ingress {
         warn!(event_type, detail, shape = %shape, "unexpected Slack payload (schema drift)");
     }
 
-    async fn accept(&self, item: WorkItem, retry: Option<(String, String)>) -> LambdaFunctionUrlResponse {
+    async fn accept(
+        &self,
+        item: WorkItem,
+        retry: Option<(String, String)>,
+        deadline: tokio::time::Instant,
+    ) -> LambdaFunctionUrlResponse {
         let event_id = item.event_id().to_string();
-        let mut claims = vec![format!("evt#{event_id}")];
+        let mut keys = vec![format!("evt#{event_id}")];
         if let WorkItem::Message(m) = &item {
             // app_mention and message.* both fire for one message, with different event ids.
-            claims.push(format!("msg#{}#{}#{}", m.team_id, m.channel_id, m.ts));
+            keys.push(format!("msg#{}#{}#{}", m.team_id, m.channel_id, m.ts));
         }
-        let mut claimed = Vec::new();
-        for key in &claims {
-            match self.dedup.claim(key, DEDUP_TTL).await {
-                Ok(true) => claimed.push(key.clone()),
-                Ok(false) => {
+        // This delivery's claims: each is pending until the queue has the event.
+        let owner = format!("{event_id}/{:016x}", fastrand::u64(..));
+        let mut held: Vec<String> = Vec::new();
+        let mut lease_end = deadline;
+        for key in &keys {
+            match self.claim(key, &owner, deadline).await {
+                Claimed::Held(end) => {
+                    held.push(key.clone());
+                    lease_end = lease_end.min(end);
+                }
+                Claimed::Duplicate => {
                     self.metrics.count("DuplicateEvents", 1.0, &[]);
                     info!(
                         event_id,
@@ -197,11 +238,20 @@ impl Ingress {
                         retry_reason = retry.as_ref().map(|r| r.1.as_str()),
                         "duplicate Slack event acknowledged"
                     );
+                    // Handled by an earlier delivery or its twin: so is this event id.
+                    self.confirm(&held, &owner).await;
                     return respond(200, "");
+                }
+                Claimed::InProgress => {
+                    // Another delivery is still queueing it: acknowledging now could lose the
+                    // message if that one fails. Slack retries in a minute, when it is settled.
+                    warn!(event_id, key, "another delivery of this event is still being queued; Slack will retry");
+                    self.release(&held, &owner).await;
+                    return respond(503, "in progress, retry later");
                 }
                 // Without the dedupe table, the FIFO queue's own 5-minute dedupe on the event id
                 // still absorbs Slack's retries: accepting beats losing the message.
-                Err(e) => {
+                Claimed::StoreDown(e) => {
                     self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", &e.code())]);
                     error!(error = %e, event_id, "dedupe table unavailable; enqueueing anyway");
                 }
@@ -211,36 +261,108 @@ impl Ingress {
             Ok(b) => b,
             Err(e) => {
                 error!(error = %e, event_id, "could not serialise work item");
-                self.release(&claimed).await;
+                self.release(&held, &owner).await;
                 return respond(500, "internal error");
             }
         };
-        match self.queue.enqueue(&item.group_id(), &event_id, &body).await {
+        // Bounded by the claims' lease: when it lapses, the enqueue is over, one way or the other.
+        let limit = lease_end.saturating_duration_since(tokio::time::Instant::now()).saturating_sub(LEASE_MARGIN);
+        let enqueued = match tokio::time::timeout(limit, self.queue.enqueue(&item.group_id(), &event_id, &body)).await {
+            Ok(r) => r,
+            Err(_) => Err(shared::Error::Aws {
+                service: "sqs",
+                operation: "SendMessage",
+                code: "Timeout".into(),
+                message: format!("no answer within {} ms", limit.as_millis()),
+                retryable: true,
+            }),
+        };
+        match enqueued {
             Ok(()) => {
                 info!(event_id, group = %item.group_id(), "queued Slack event");
+                self.confirm(&held, &owner).await;
                 if let (Some(status), WorkItem::Message(m)) = (&self.queued_status, &item) {
-                    // Bounded by its timeout: the acknowledgement still goes out well inside 3 s.
-                    status.show(m).await;
+                    // Bounded by its timeout and what is left of the budget: the acknowledgement
+                    // still goes out well inside 3 s.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let status = QueuedStatus { timeout: status.timeout.min(left), ..status.clone() };
+                    if !status.timeout.is_zero() {
+                        status.show(m).await;
+                    }
                 }
                 respond(200, "")
             }
             Err(e) => {
                 self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", &e.code())]);
                 error!(error = %e, event_id, "could not queue Slack event; Slack will retry");
-                // Let Slack's retry through the dedupe.
-                self.release(&claimed).await;
+                // Let Slack's retry through the dedupe. Should the release fail too, the lease
+                // lapses by itself.
+                self.release(&held, &owner).await;
                 respond(500, "temporarily unavailable")
             }
         }
     }
 
-    async fn release(&self, keys: &[String]) {
-        for k in keys {
-            if let Err(e) = self.dedup.release(k).await {
-                error!(error = %e, key = %k, "could not release dedupe claim");
+    /// Claims `key`, waiting (within the budget) for a claim another delivery holds to settle:
+    /// the message / app_mention twins arrive together, and one should not cost a Slack retry.
+    async fn claim(&self, key: &str, owner: &str, deadline: tokio::time::Instant) -> Claimed {
+        let mut pause = Duration::from_millis(25);
+        loop {
+            let now = tokio::time::Instant::now();
+            let lease = CLAIM_LEASE.min(deadline.saturating_duration_since(now));
+            if lease < MIN_ENQUEUE_TIME {
+                return Claimed::InProgress;
+            }
+            match self.dedup.claim(key, owner, lease).await {
+                Ok(Claim::Acquired) => return Claimed::Held(now + lease),
+                Ok(Claim::Taken) => return Claimed::Duplicate,
+                Err(e) => return Claimed::StoreDown(e),
+                Ok(Claim::Pending { until_ms }) => {
+                    // Look again soon, and just after the other lease runs out.
+                    let lapses_in = (until_ms - chrono::Utc::now().timestamp_millis()).max(0) as u64;
+                    let wait = pause.min(Duration::from_millis(lapses_in + 20));
+                    if tokio::time::Instant::now() + wait + MIN_ENQUEUE_TIME > deadline {
+                        return Claimed::InProgress;
+                    }
+                    tokio::time::sleep(wait).await;
+                    pause = (pause * 2).min(MAX_CLAIM_POLL);
+                }
             }
         }
     }
+
+    async fn confirm(&self, keys: &[String], owner: &str) {
+        for k in keys {
+            match self.dedup.confirm(k, owner, DEDUP_TTL).await {
+                Ok(true) => {}
+                // Its lease lapsed and another delivery holds it: that one settles it.
+                Ok(false) => warn!(key = %k, "dedupe claim lapsed before it was confirmed"),
+                // The pending claim lapses by itself; a later duplicate may then be queued
+                // again, and the worker's turn record keeps it from being answered twice.
+                Err(e) => error!(error = %e, key = %k, "could not confirm dedupe claim"),
+            }
+        }
+    }
+
+    async fn release(&self, keys: &[String], owner: &str) {
+        for k in keys {
+            if let Err(e) = self.dedup.release(k, owner).await {
+                error!(error = %e, key = %k, "could not release dedupe claim; it lapses with its lease");
+            }
+        }
+    }
+}
+
+/// How claiming a dedupe key ended.
+enum Claimed {
+    /// This delivery holds the key until the given instant (its lease).
+    Held(tokio::time::Instant),
+    /// Already handed on.
+    Duplicate,
+    /// Another delivery holds it and did not settle within the budget.
+    InProgress,
+    /// The dedupe table failed.
+    StoreDown(shared::Error),
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -253,3 +253,115 @@ mod tests {
         }
     }
 }
+
+/// Generated input: whatever is changed in a genuine request (body, timestamp header, signature
+/// header), it never verifies; the genuine one always does. Cases: PROPTEST_CASES (default 256).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SECRET: &[u8] = b"8f742231b10e8888abcd99yyyzzz85a5";
+    const NOW: i64 = 1_700_000_000;
+
+    /// A genuine request: a body, a timestamp within the allowed skew, and Slack's signature.
+    fn genuine() -> impl Strategy<Value = (Vec<u8>, i64)> {
+        (proptest::collection::vec(any::<u8>(), 0..512), -MAX_CLOCK_SKEW_SECS..=MAX_CLOCK_SKEW_SECS)
+            .prop_map(|(body, skew)| (body, NOW + skew))
+    }
+
+    /// A different byte string: one byte changed, inserted or removed, or anything else.
+    fn mutate(original: &[u8]) -> impl Strategy<Value = Vec<u8>> {
+        let o = original.to_vec();
+        let len = o.len();
+        prop_oneof![
+            (any::<prop::sample::Index>(), 1..=255u8).prop_map({
+                let o = o.clone();
+                move |(i, x)| {
+                    let mut v = o.clone();
+                    if v.is_empty() {
+                        v.push(x);
+                    } else {
+                        let i = i.index(len);
+                        v[i] ^= x;
+                    }
+                    v
+                }
+            }),
+            (any::<prop::sample::Index>(), any::<u8>()).prop_map({
+                let o = o.clone();
+                move |(i, x)| {
+                    let mut v = o.clone();
+                    v.insert(i.index(len + 1), x);
+                    v
+                }
+            }),
+            any::<prop::sample::Index>().prop_map({
+                let o = o.clone();
+                move |i| {
+                    let mut v = o.clone();
+                    if !v.is_empty() {
+                        v.remove(i.index(len));
+                    }
+                    v
+                }
+            }),
+            proptest::collection::vec(any::<u8>(), 0..80),
+        ]
+        .prop_filter("a mutation differs from the original", move |v| *v != o)
+    }
+
+    proptest! {
+        #[test]
+        fn the_genuine_request_verifies((body, ts) in genuine()) {
+            let sig = sign(SECRET, ts, &body);
+            prop_assert_eq!(verify(SECRET, Some(&ts.to_string()), Some(&sig), &body, NOW), Ok(()));
+        }
+
+        #[test]
+        fn a_mutated_body_never_verifies(
+            (body, ts, other) in genuine().prop_flat_map(|(body, ts)| (Just(body.clone()), Just(ts), mutate(&body)))
+        ) {
+            let sig = sign(SECRET, ts, &body);
+            prop_assert_eq!(
+                verify(SECRET, Some(&ts.to_string()), Some(&sig), &other, NOW),
+                Err(SignatureError::Mismatch)
+            );
+        }
+
+        #[test]
+        fn a_mutated_timestamp_never_verifies((body, ts) in genuine(), other in mutate(b"1700000000")) {
+            // Mutations of a fixed header text, moved onto this case's timestamp.
+            let original = ts.to_string();
+            let text = String::from_utf8_lossy(&other).replace("1700000000", &original);
+            let sig = sign(SECRET, ts, &body);
+            // Surrounding whitespace is not part of an HTTP header's value.
+            prop_assume!(text.trim() != original);
+            prop_assert!(verify(SECRET, Some(&text), Some(&sig), &body, NOW).is_err(), "{:?}", text);
+        }
+
+        #[test]
+        fn a_mutated_signature_never_verifies((body, ts) in genuine(), pick in any::<prop::sample::Index>(), x in 1..=255u8) {
+            let sig = sign(SECRET, ts, &body);
+            let t = ts.to_string();
+            // A changed byte of the header text (hex case aside, which is the same value).
+            let mut bytes = sig.clone().into_bytes();
+            let i = pick.index(bytes.len());
+            bytes[i] ^= x;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if !text.trim().eq_ignore_ascii_case(&sig) || !text.trim().starts_with("v0=") {
+                prop_assert!(verify(SECRET, Some(&t), Some(&text), &body, NOW).is_err(), "{:?}", text);
+            }
+            // A changed bit of the MAC itself.
+            let mut mac = hex::decode(&sig[3..]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let j = pick.index(mac.len());
+            mac[j] ^= x;
+            let flipped = format!("v0={}", hex::encode(&mac));
+            prop_assert_eq!(verify(SECRET, Some(&t), Some(&flipped), &body, NOW), Err(SignatureError::Mismatch));
+            // Another secret's signature.
+            let forged = sign(b"not-the-signing-secret", ts, &body);
+            prop_assert_eq!(verify(SECRET, Some(&t), Some(&forged), &body, NOW), Err(SignatureError::Mismatch));
+        }
+    }
+}

@@ -28,7 +28,8 @@ async fn main() -> Result<(), Error> {
         Arc::new(SqsWorkQueue::new(aws_sdk_sqs::Client::new(&sdk), &config.work_queue_url)),
         Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
     )
-    .await?;
+    .await?
+    .with_feedback(config.feedback.clone());
     let ingress = match config.queued_status.clone() {
         Some((settings, timeout)) => {
             // One attempt, no rate-limit waits: the status is a hint, the acknowledgement is not.
