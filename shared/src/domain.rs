@@ -102,6 +102,8 @@ pub enum Outcome {
     Failed,
     RefusedBudget,
     GuardrailBlocked,
+    /// A guest or Slack Connect user the deployment does not serve (ALLOW_GUESTS / ALLOW_EXTERNAL_USERS).
+    RefusedAccess,
 }
 
 impl Outcome {
@@ -112,6 +114,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::RefusedBudget => "refused_budget",
             Outcome::GuardrailBlocked => "guardrail_blocked",
+            Outcome::RefusedAccess => "refused_access",
         }
     }
 }
@@ -236,6 +239,8 @@ pub enum TurnStatus {
     Answered,
     Failed,
     RefusedBudget,
+    /// Refused: a guest or Slack Connect user (see Outcome::RefusedAccess).
+    RefusedAccess,
 }
 
 impl TurnStatus {
@@ -246,6 +251,7 @@ impl TurnStatus {
             TurnStatus::Answered => "answered",
             TurnStatus::Failed => "failed",
             TurnStatus::RefusedBudget => "refused_budget",
+            TurnStatus::RefusedAccess => "refused_access",
         }
     }
 
@@ -256,6 +262,7 @@ impl TurnStatus {
             "answered" => TurnStatus::Answered,
             "failed" => TurnStatus::Failed,
             "refused_budget" => TurnStatus::RefusedBudget,
+            "refused_access" => TurnStatus::RefusedAccess,
             _ => return None,
         })
     }

@@ -312,6 +312,21 @@ pub struct ThreadMessage {
     pub text: String,
 }
 
+/// What users.info says about who a user is (for the access check).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlackUser {
+    /// The user's home team.
+    pub team_id: Option<String>,
+    /// The user's Enterprise Grid org, if any.
+    pub enterprise_id: Option<String>,
+    /// A multi-channel guest.
+    pub is_restricted: bool,
+    /// A single-channel guest.
+    pub is_ultra_restricted: bool,
+    /// A user of another organisation the workspace shares no relationship with (Slack Connect).
+    pub is_stranger: bool,
+}
+
 /// A Slack Web API failure.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("slack {method}: {error}")]
@@ -430,6 +445,11 @@ pub trait ChatClient: Send + Sync {
         thread_ts: &str,
         limit: u32,
     ) -> std::result::Result<Vec<ThreadMessage>, ChatError>;
+    /// Who a user is (`users.info`, scope users:read): team, guest flags. Clients that cannot
+    /// look users up fail, and the access check then refuses.
+    async fn user_info(&self, _user: &str) -> std::result::Result<SlackUser, ChatError> {
+        Err(ChatError { method: "users.info", error: "not_supported".into() })
+    }
 }
 
 /// Where the Slack app's credentials are read from.

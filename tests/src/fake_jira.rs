@@ -4,11 +4,13 @@
 //! credentials were right — never the credentials themselves) and injects faults on demand: any
 //! status (401, 403, 404, 500, 503...), 429 with `Retry-After`, and slow answers.
 //!
-//! Its JQL is a small, documented subset, enough to check what the handler sends: clauses are
-//! ANDed; `project = K`, `key = K-1`, `text ~ "words"` (every word must start a word of the
-//! summary), `status = "Name"`, `statusCategory = / != Done | "To Do" | "In Progress"`; other known
-//! fields are accepted and ignored; an unknown field, an unfinished string or unbalanced brackets
-//! get Jira's 400 answers; a query without any clause gets Jira's "unbounded" 400.
+//! Its JQL is a small, documented subset, enough to check what the handler sends, evaluated as a
+//! boolean expression (AND, OR, NOT, parentheses) so a test sees whether a query is really
+//! confined to its projects: `project = K` / `!= K` / `in (K, L)` / `not in (...)`, `key` likewise,
+//! `text ~ "words"` (every word must start a word of the summary), `status = / != "Name"`,
+//! `statusCategory = / != Done | "To Do" | "In Progress"`; other known fields are accepted and
+//! match everything; an unknown field, an unfinished string or unbalanced brackets get Jira's 400
+//! answers; a query without any clause gets Jira's "unbounded" 400.
 //!
 //! The server runs on its own thread and runtime, so one instance ([`FakeJira::shared`]) serves
 //! every test of a binary; tests keep apart by using their own project keys.
@@ -354,32 +356,62 @@ impl Store {
     }
 }
 
-/// What the fake's JQL subset filters on.
-#[derive(Debug, Default)]
-struct Filter {
-    project: Option<String>,
-    key: Option<String>,
-    words: Vec<String>,
-    status: Option<String>,
-    category_is: Option<String>,
-    category_is_not: Option<String>,
+/// A parsed JQL filter of the fake's subset: AND / OR / NOT over clauses, evaluated per issue as
+/// Jira does, so a test can see whether a query really is confined to its projects.
+#[derive(Debug, Clone)]
+enum Filter {
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+    /// `project = K`, `project in (K, L)`, negated by `!=` / `not in`.
+    Project {
+        keys: Vec<String>,
+        negated: bool,
+    },
+    /// `key = K-1`, `key in (...)`, negated likewise.
+    Key {
+        keys: Vec<String>,
+        negated: bool,
+    },
+    /// `text ~ "words"`: every word must start a word of the summary.
+    Words(Vec<String>),
+    /// `status = "Name"`, `status != "Name"`.
+    Status {
+        name: String,
+        negated: bool,
+    },
+    /// `statusCategory = / != ...`, as a category key.
+    Category {
+        key: String,
+        negated: bool,
+    },
+    /// A known field the fake does not evaluate: true.
+    Any,
 }
 
 impl Filter {
     fn matches(&self, issue: &FakeIssue) -> bool {
-        let summary_words: Vec<String> = issue
-            .summary
-            .to_lowercase()
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_string)
-            .collect();
-        self.project.as_ref().is_none_or(|p| issue.key.to_uppercase().starts_with(&format!("{}-", p.to_uppercase())))
-            && self.key.as_ref().is_none_or(|k| issue.key.eq_ignore_ascii_case(k))
-            && self.words.iter().all(|w| summary_words.iter().any(|s| s.starts_with(w.as_str())))
-            && self.status.as_ref().is_none_or(|s| issue.status.eq_ignore_ascii_case(s))
-            && self.category_is.as_ref().is_none_or(|c| &issue.category == c)
-            && self.category_is_not.as_ref().is_none_or(|c| &issue.category != c)
+        let project = issue.key.rsplit_once('-').map(|(p, _)| p.to_uppercase()).unwrap_or_default();
+        match self {
+            Filter::And(items) => items.iter().all(|f| f.matches(issue)),
+            Filter::Or(items) => items.iter().any(|f| f.matches(issue)),
+            Filter::Not(inner) => !inner.matches(issue),
+            Filter::Project { keys, negated } => keys.iter().any(|k| k.eq_ignore_ascii_case(&project)) != *negated,
+            Filter::Key { keys, negated } => keys.iter().any(|k| k.eq_ignore_ascii_case(&issue.key)) != *negated,
+            Filter::Words(words) => {
+                let summary_words: Vec<String> = issue
+                    .summary
+                    .to_lowercase()
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                words.iter().all(|w| summary_words.iter().any(|s| s.starts_with(w.as_str())))
+            }
+            Filter::Status { name, negated } => issue.status.eq_ignore_ascii_case(name) != *negated,
+            Filter::Category { key, negated } => (&issue.category == key) != *negated,
+            Filter::Any => true,
+        }
     }
 }
 
@@ -494,63 +526,186 @@ fn parse_jql(jql: &str) -> Result<Filter, String> {
     if depth != 0 {
         return Err("Error in the JQL Query: Expecting ')' before the end of the query.".into());
     }
-    // Clauses end where ORDER BY starts.
-    let order_at = tokens
-        .windows(2)
-        .position(|w| matches!((&w[0], &w[1]), (Token::Word(a), Token::Word(b)) if a.eq_ignore_ascii_case("order") && b.eq_ignore_ascii_case("by")))
-        .unwrap_or(tokens.len());
+    // Clauses end where ORDER BY starts (at the top level).
+    let mut depth = 0;
+    let mut order_at = tokens.len();
+    for (i, w) in tokens.windows(2).enumerate() {
+        match &w[0] {
+            Token::Open => depth += 1,
+            Token::Close => depth -= 1,
+            _ => {}
+        }
+        let is_order = matches!((&w[0], &w[1]), (Token::Word(a), Token::Word(b)) if a.eq_ignore_ascii_case("order") && b.eq_ignore_ascii_case("by"));
+        if is_order && depth == 0 {
+            order_at = i;
+            break;
+        }
+    }
     let clauses = &tokens[..order_at];
-    let mut filter = Filter::default();
-    let mut restricted = false;
-    let mut i = 0;
-    while i < clauses.len() {
-        let (Token::Word(field), Some(op)) = (&clauses[i], clauses.get(i + 1)) else {
-            i += 1;
-            continue;
-        };
-        let lower = field.to_lowercase();
-        let op = match op {
-            Token::Op(o) => o.clone(),
-            Token::Word(w) if ["in", "is", "was", "not"].contains(&w.to_lowercase().as_str()) => w.to_lowercase(),
-            _ => {
-                i += 1;
-                continue;
+    if clauses.is_empty() {
+        return Err("Unbounded JQL queries are not allowed here. Please add a search restriction to your query.".into());
+    }
+    let mut parser = JqlParser { tokens: clauses, at: 0 };
+    let filter = parser.or()?;
+    match parser.tokens.get(parser.at) {
+        None => Ok(filter),
+        Some(t) => Err(format!("Error in the JQL Query: Expecting either 'OR' or 'AND' but got '{}'.", shown(t))),
+    }
+}
+
+fn shown(t: &Token) -> String {
+    match t {
+        Token::Word(w) | Token::Str(w) | Token::Op(w) => w.clone(),
+        Token::Open => "(".into(),
+        Token::Close => ")".into(),
+        Token::Comma => ",".into(),
+    }
+}
+
+/// Recursive descent over the fake's subset: `a AND b OR NOT (c)`, clauses `field op value`,
+/// `field [not] in (list)` and `field is [not] empty`; other operands are skipped as Jira would
+/// accept them.
+struct JqlParser<'a> {
+    tokens: &'a [Token],
+    at: usize,
+}
+
+impl JqlParser<'_> {
+    fn peek_word(&self, word: &str) -> bool {
+        matches!(self.tokens.get(self.at), Some(Token::Word(w)) if w.eq_ignore_ascii_case(word))
+    }
+
+    fn or(&mut self) -> Result<Filter, String> {
+        let mut items = vec![self.and()?];
+        while self.peek_word("or") {
+            self.at += 1;
+            items.push(self.and()?);
+        }
+        Ok(if items.len() == 1 { items.remove(0) } else { Filter::Or(items) })
+    }
+
+    fn and(&mut self) -> Result<Filter, String> {
+        let mut items = vec![self.unary()?];
+        while self.peek_word("and") {
+            self.at += 1;
+            items.push(self.unary()?);
+        }
+        Ok(if items.len() == 1 { items.remove(0) } else { Filter::And(items) })
+    }
+
+    fn unary(&mut self) -> Result<Filter, String> {
+        if self.peek_word("not") {
+            self.at += 1;
+            return Ok(Filter::Not(Box::new(self.unary()?)));
+        }
+        match self.tokens.get(self.at) {
+            Some(Token::Open) => {
+                self.at += 1;
+                let inner = self.or()?;
+                match self.tokens.get(self.at) {
+                    Some(Token::Close) => {
+                        self.at += 1;
+                        Ok(inner)
+                    }
+                    _ => Err("Error in the JQL Query: Expecting ')' before the end of the query.".into()),
+                }
             }
-        };
+            Some(Token::Word(field) | Token::Str(field)) => {
+                let field = field.clone();
+                self.at += 1;
+                self.clause(&field)
+            }
+            Some(t) => Err(format!("Error in the JQL Query: Expecting a field name but got '{}'.", shown(t))),
+            None => Err("Error in the JQL Query: Expecting a field name before the end of the query.".into()),
+        }
+    }
+
+    fn clause(&mut self, field: &str) -> Result<Filter, String> {
+        let lower = field.to_lowercase();
         if KEYWORDS.contains(&lower.as_str()) {
-            i += 1;
-            continue;
+            return Err(format!("Error in the JQL Query: '{field}' is a reserved JQL word."));
         }
         if !KNOWN_FIELDS.contains(&lower.as_str()) {
             return Err(format!("Field '{field}' does not exist or you do not have permission to view it."));
         }
-        restricted = true;
-        let value = match clauses.get(i + 2) {
-            Some(Token::Word(v)) | Some(Token::Str(v)) => Some(v.clone()),
-            _ => None,
-        };
-        match (lower.as_str(), op.as_str(), value) {
-            ("project", "=", Some(v)) => filter.project = Some(v),
-            ("key" | "issuekey", "=", Some(v)) => filter.key = Some(v),
-            ("text" | "summary", "~", Some(v)) => {
-                filter.words.extend(
-                    v.to_lowercase()
-                        .split(|c: char| !c.is_alphanumeric())
-                        .filter(|w| !w.is_empty())
-                        .map(str::to_string),
-                );
+        let op = match self.tokens.get(self.at) {
+            Some(Token::Op(o)) => o.clone(),
+            Some(Token::Word(w)) if ["in", "is", "was", "not", "changed"].contains(&w.to_lowercase().as_str()) => {
+                w.to_lowercase()
             }
-            ("status", "=", Some(v)) => filter.status = Some(v),
-            ("statuscategory", "=", Some(v)) => filter.category_is = Some(category_key(&v)),
-            ("statuscategory", "!=", Some(v)) => filter.category_is_not = Some(category_key(&v)),
-            _ => {}
+            _ => return Err(format!("Error in the JQL Query: Expecting an operator after '{field}'.")),
+        };
+        self.at += 1;
+        let op = if op == "not" || op == "is" {
+            match self.tokens.get(self.at) {
+                Some(Token::Word(w)) if w.eq_ignore_ascii_case("in") && op == "not" => {
+                    self.at += 1;
+                    "not in".to_string()
+                }
+                Some(Token::Word(w)) if w.eq_ignore_ascii_case("not") && op == "is" => {
+                    self.at += 1;
+                    "is not".to_string()
+                }
+                _ if op == "is" => op,
+                _ => return Err("Error in the JQL Query: Expecting 'IN' after 'NOT'.".into()),
+            }
+        } else {
+            op
+        };
+        let values = self.operand()?;
+        // History predicates (WAS / CHANGED ... AFTER x BY y): skipped, not evaluated.
+        while ["after", "before", "during", "on", "by", "from", "to"].iter().any(|p| self.peek_word(p)) {
+            self.at += 1;
+            self.operand()?;
         }
-        i += 3;
+        let negated = matches!(op.as_str(), "!=" | "not in" | "is not");
+        let first = values.first().cloned().unwrap_or_default();
+        Ok(match (lower.as_str(), op.as_str()) {
+            ("project", "=" | "!=" | "in" | "not in") => Filter::Project { keys: values, negated },
+            ("key" | "issuekey", "=" | "!=" | "in" | "not in") => Filter::Key { keys: values, negated },
+            ("text" | "summary", "~") => Filter::Words(
+                first
+                    .to_lowercase()
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            ("status", "=" | "!=") => Filter::Status { name: first, negated },
+            ("statuscategory", "=" | "!=") => Filter::Category { key: category_key(&first), negated },
+            _ => Filter::Any,
+        })
     }
-    if !restricted {
-        return Err("Unbounded JQL queries are not allowed here. Please add a search restriction to your query.".into());
+
+    /// A value, a function call or a list; the plain values (words and strings) it names.
+    fn operand(&mut self) -> Result<Vec<String>, String> {
+        match self.tokens.get(self.at).cloned() {
+            Some(Token::Open) => {
+                self.at += 1;
+                let mut values = Vec::new();
+                loop {
+                    match self.tokens.get(self.at).cloned() {
+                        Some(Token::Close) => {
+                            self.at += 1;
+                            return Ok(values);
+                        }
+                        Some(Token::Comma) => self.at += 1,
+                        Some(Token::Word(_) | Token::Str(_)) => values.extend(self.operand()?),
+                        _ => return Err("Error in the JQL Query: Expecting ')' to close the list.".into()),
+                    }
+                }
+            }
+            Some(Token::Word(v) | Token::Str(v)) => {
+                self.at += 1;
+                if matches!(self.tokens.get(self.at), Some(Token::Open)) {
+                    self.operand()?; // a function's arguments
+                    return Ok(Vec::new());
+                }
+                Ok(vec![v])
+            }
+            _ => Err("Error in the JQL Query: Expecting a value.".into()),
+        }
     }
-    Ok(filter)
 }
 
 fn category_key(name: &str) -> String {
@@ -629,6 +784,13 @@ mod tests {
         let f = parse_jql(r#"status = "done" and key = itsup-2"#).unwrap();
         assert!(f.matches(&done) && !f.matches(&vpn));
         assert!(parse_jql("priority = High").is_ok(), "known fields are accepted");
+        // Evaluated as Jira does: OR, NOT, lists, precedence of AND over OR.
+        let f = parse_jql("project in (ITSUP) AND (priority = High OR project = OPS)").unwrap();
+        assert!(f.matches(&vpn) && f.matches(&done) && !f.matches(&other));
+        let f = parse_jql("project = OPS OR project = ITSUP AND key = ITSUP-2").unwrap();
+        assert!(f.matches(&other) && f.matches(&done) && !f.matches(&vpn));
+        let f = parse_jql("NOT project not in (OPS) AND assignee = currentUser()").unwrap();
+        assert!(f.matches(&other) && !f.matches(&vpn));
     }
 
     #[test]

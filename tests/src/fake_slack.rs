@@ -115,6 +115,8 @@ struct Store {
     times: Vec<std::time::Instant>,
     /// Channels where messages with a table block are refused with `invalid_blocks`.
     refuse_tables: std::collections::HashSet<String>,
+    /// users.info fields by user id (`is_restricted`, `team_id`...), set with `set_user`.
+    users: HashMap<String, Value>,
 }
 
 struct Inner {
@@ -332,6 +334,12 @@ impl FakeSlack {
     /// The bytes uploaded for `file_id` through the external upload flow, with its filename.
     pub fn uploaded(&self, file_id: &str) -> Option<(String, Vec<u8>)> {
         self.inner.store().uploads.get(file_id).cloned()
+    }
+
+    /// What users.info answers for `user` on top of a plain member of [`TEAM_ID`], e.g.
+    /// `{"is_restricted": true}` for a guest or `{"team_id": "T0THEM"}` for a Slack Connect user.
+    pub fn set_user(&self, user: &str, fields: Value) {
+        self.inner.store().users.insert(user.to_string(), fields);
     }
 
     /// From now on, refuses every `chat.postMessage` and `chat.update` in `channel` that carries
@@ -627,6 +635,18 @@ impl Store {
                     "has_more": has_more,
                     "response_metadata": { "next_cursor": next_cursor },
                 })
+            }
+            // users.info: a member of TEAM_ID unless a test registered the user with `set_user`.
+            "users.info" => {
+                let Some(user) = str_param("user") else { return error_body("user_not_found") };
+                let mut answer =
+                    json!({"id": user, "team_id": TEAM_ID, "is_restricted": false, "is_ultra_restricted": false});
+                if let Some(Value::Object(fields)) = self.users.get(user) {
+                    for (k, v) in fields {
+                        answer[k] = v.clone();
+                    }
+                }
+                json!({ "ok": true, "user": answer })
             }
             "auth.test" => json!({
                 "ok": true,

@@ -278,7 +278,11 @@ impl LocalStack {
             "action-group",
             "ActionGroupFunction",
             128,
-            &[("JIRA_SECRET_ARN", &template_resources.jira_secret_arn), ("USAGE_TABLE", &resources.usage_table)],
+            &[
+                ("JIRA_SECRET_ARN", &template_resources.jira_secret_arn),
+                ("USAGE_TABLE", &resources.usage_table),
+                ("JIRA_PROJECTS", "ITSUP"),
+            ],
         )?;
         let agent_names = json!({ AGENT_ID: "IT helpdesk" }).to_string();
         let audit_table = table("AdminAuditTable");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use action_group::handler::Handler;
 use action_group::jira::{JiraClient, SecretsManagerJiraCredentials};
+use action_group::jql::Projects;
 use action_group::routes::ROUTES;
 use action_group::usage::DynamoDbUsageHistory;
 use aws_sdk_dynamodb::types::{
@@ -31,6 +32,13 @@ use tests::harness::emulators;
 use tests::lambda_runtime_api::Outcome;
 use tests::moto::workspace_root;
 use tests::slack_events::fixture;
+
+/// The projects the tests' action group may search (JIRA_PROJECTS): every key the tests use,
+/// except SECRETQ, the project no search may reach.
+const PROJECTS: &str = "ITSUP, FLAKYQ, SLOWQ, LEAKQ, AUTHQ, ROTQ, RATEQ, MISTK, SAFEQ, CONFQ, SCHEMA, ANY";
+/// The confinement every query starts with.
+const CONFINED: &str =
+    "project IN (ITSUP, FLAKYQ, SLOWQ, LEAKQ, AUTHQ, ROTQ, RATEQ, MISTK, SAFEQ, CONFQ, SCHEMA, ANY) AND ";
 
 /// The user and team of the events/action-group fixtures.
 const USER: &str = "U024BE7LH";
@@ -122,6 +130,7 @@ impl Stack {
                 cap: Duration::from_millis(100),
                 max_attempts: 3,
             }),
+            projects: Projects::parse(PROJECTS).expect("valid keys"),
             usage: Arc::new(DynamoDbUsageReader::new(ddb.clone(), &table)),
             usage_history: Arc::new(DynamoDbUsageHistory::new(ddb, &table)),
             metrics,
@@ -313,7 +322,10 @@ async fn the_fixtures_get_answers_in_their_own_form() {
     assert!(!sent.is_empty());
     assert!(sent.iter().all(|r| r.authorized && r.auth_scheme.as_deref() == Some("Basic") && r.method == "POST"));
     assert_eq!(sent[0].path, "/rest/api/3/search/jql");
-    assert_eq!(sent[0].jql, r#"text ~ "VPN disconnect" AND statusCategory != Done ORDER BY updated DESC"#);
+    assert_eq!(
+        sent[0].jql,
+        format!(r#"{CONFINED}text ~ "VPN disconnect" AND statusCategory != Done ORDER BY updated DESC"#)
+    );
     assert_eq!(sent[0].body["fields"], json!(["summary", "status", "assignee", "updated", "priority"]));
 
     // Function: search with JQL and a limit of 5, over two pages (the fake serves 3 per page).
@@ -396,7 +408,9 @@ async fn user_text_cannot_change_the_query() {
     assert_eq!(sent.len(), 1);
     assert_eq!(
         sent[0].jql,
-        r#"(project = SAFEQ) AND text ~ "printer or project = SECRETQ or text x" AND status = "Open\" OR project = \"SECRETQ" ORDER BY updated DESC"#
+        format!(
+            r#"{CONFINED}(project = SAFEQ) AND text ~ "printer or project = SECRETQ or text x" AND status = "Open\" OR project = \"SECRETQ" ORDER BY updated DESC"#
+        )
     );
     assert!(!body_json(&r).to_string().contains("SECRETQ-1"));
 }
@@ -410,9 +424,11 @@ async fn the_users_mistakes_are_reprompted() {
     let r = stack.call(function_event("searchTickets", &[("jql", "project = MISTK AND nosuchfield = 1")])).await;
     assert_eq!(state(&r), Some(ResponseState::Reprompt));
     assert!(r.body().contains("Field 'nosuchfield' does not exist"), "{}", r.body());
+    // JQL that is not a well-formed filter is refused before Jira is asked.
     let r = stack.call(api_event("GET", "/tickets/search", &[("jql", "project = MISTK AND (status = Open")])).await;
     assert_eq!(status(&r), 400);
-    assert!(body_json(&r)["error"].as_str().unwrap_or("").contains("Expecting ')'"), "{}", r.body());
+    assert!(body_json(&r)["error"].as_str().unwrap_or("").contains("a `(` is not closed"), "{}", r.body());
+    assert!(jira().requests_matching("(status = Open").is_empty());
 
     // Nothing to search for: asked back without calling Jira.
     let r = stack.call(function_event("searchTickets", &[("query", " *?* "), ("status", "any")])).await;
@@ -439,7 +455,8 @@ async fn the_users_mistakes_are_reprompted() {
     assert_eq!(state(&r), Some(ResponseState::Reprompt));
     assert!(r.body().contains("last_7_days"), "{}", r.body());
 
-    assert_eq!(stack.metric_sum("ActionErrors", Some(("ErrorCode", "JiraBadRequest"))), 2.0);
+    assert_eq!(stack.metric_sum("ActionErrors", Some(("ErrorCode", "JiraBadRequest"))), 1.0);
+    assert_eq!(stack.metric_sum("ActionErrors", Some(("ErrorCode", "InvalidJql"))), 1.0);
     assert_eq!(stack.metric_sum("ActionErrors", Some(("ErrorCode", "JiraNotFound"))), 2.0);
 }
 
@@ -748,6 +765,7 @@ async fn the_binary_answers_under_the_lambda_runtime() {
         ("JIRA_SECRET_ARN", stack.secret_arn.clone()),
         ("USAGE_TABLE", stack.table.clone()),
         ("METRICS_NAMESPACE", "BedrockUsage".to_string()),
+        ("JIRA_PROJECTS", PROJECTS.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -805,4 +823,74 @@ fn the_fixtures_parse_in_their_form() {
         seen += 1;
     }
     assert_eq!(seen, 6);
+}
+
+/// Issue 13, defect 4: whatever JQL the agent passes (so any Slack user's text), Jira is asked
+/// only about the projects the bot may search, and a ticket of another project is never fetched.
+/// The fake Jira evaluates AND / OR / NOT, so a query that escaped would return SECRETQ-7.
+#[tokio::test]
+async fn hostile_jql_cannot_leave_the_allowed_projects() {
+    let j = jira();
+    j.add_issue(FakeIssue::new("CONFQ-1", "Printer jams on floor 3", "Open", None, "2026-01-02T00:00:00.000+0000"));
+    j.add_issue(FakeIssue::new("SECRETQ-7", "Salary review printer", "Open", None, "2026-01-03T00:00:00.000+0000"));
+    let stack = Stack::new("ag-confine").await;
+    for (hostile, refused) in [
+        ("x) OR project = SECRETQ OR (x", Some("expected an operator after x")),
+        ("priority = High) OR project = SECRETQ OR (priority = High", Some("without its `(`")),
+        ("priority = High OR project = SECRETQ", Some("SECRETQ is not one of them")),
+        ("project in (CONFQ, SECRETQ)", Some("SECRETQ is not one of them")),
+        ("priority = High ORDER BY key) OR (project = SECRETQ", Some("without its `(`")),
+        // An escaped quote stays inside the string, as Jira reads it: one (odd) summary search.
+        ("summary ~ \"printer\\\" OR project = SECRETQ OR summary ~ \"", None),
+        ("summary ~ \"printer\\\" OR project = SECRETQ OR summary ~ \"x", Some("unexpected x")),
+        ("key = SECRETQ-7 OR text ~ printer", None),
+        ("NOT project = CONFQ", None),
+        ("project != CONFQ OR key = SECRETQ-7 ORDER BY key", None),
+    ] {
+        let before = jira().requests().len();
+        let r = stack.call(function_event("searchTickets", &[("jql", hostile)])).await;
+        if state(&r).is_none() {
+            let found = keys(&body_json(&r));
+            assert!(
+                !found.iter().any(|k| k.starts_with("SECRETQ-")),
+                "{hostile}: a ticket outside the projects leaked"
+            );
+        }
+        let sent = jira().requests()[before..].to_vec();
+        match refused {
+            Some(says) => {
+                assert_eq!(state(&r), Some(ResponseState::Reprompt), "{hostile}: {}", r.body());
+                assert!(r.body().contains(says), "{hostile}: {}", r.body());
+                assert!(sent.is_empty(), "{hostile}: refused, yet Jira was asked: {sent:?}");
+            }
+            None => {
+                assert_eq!(state(&r), None, "{hostile}: {}", r.body());
+                assert!(!sent.is_empty());
+                for s in &sent {
+                    assert!(s.jql.starts_with(&format!("{CONFINED}(")), "{hostile}: unconfined {}", s.jql);
+                }
+            }
+        }
+    }
+    // What the model sees when it reaches outside: the projects it may search.
+    let r = stack.call(api_event("GET", "/tickets/search", &[("jql", "project = SECRETQ")])).await;
+    assert_eq!(status(&r), 403);
+    assert!(body_json(&r)["error"].as_str().unwrap_or("").contains("may only search the Jira projects ITSUP,"));
+
+    let r = stack.call(function_event("getTicket", &[("key", "SECRETQ-7")])).await;
+    assert_eq!(state(&r), Some(ResponseState::Reprompt), "{}", r.body());
+    assert!(r.body().contains("SECRETQ-7 is in another project"), "{}", r.body());
+    assert!(jira().requests_matching("/issue/SECRETQ-7").is_empty(), "a ticket outside the projects was fetched");
+    assert_eq!(stack.metric_sum("ActionErrors", Some(("ErrorCode", "ProjectNotAllowed"))), 4.0);
+
+    // No projects configured: ticket tools fail with a message for the administrator.
+    let mut unset = Stack::new("ag-noprojects").await;
+    unset.handler.projects = None;
+    for event in
+        [function_event("searchTickets", &[("query", "printer")]), function_event("getTicket", &[("key", "CONFQ-1")])]
+    {
+        let r = unset.call(event).await;
+        assert_eq!(state(&r), Some(ResponseState::Failure));
+        assert!(r.body().contains("JiraProjects parameter"), "{}", r.body());
+    }
 }

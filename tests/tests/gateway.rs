@@ -463,3 +463,59 @@ async fn yesterdays_spend_does_not_count_against_today() {
     assert!(!text.contains("budget"), "{text}");
     assert_eq!(emulators().agent.requests_for(&format!("T0001-{channel}-1713534720.001234")).len(), 1);
 }
+
+/// Asks as `user`, with the event's `user_team` when given (a Slack Connect user's message).
+async fn ask_as(gw: &Gateway, tag: &str, channel: &str, user: &str, user_team: Option<&str>) -> Vec<Value> {
+    let event = fixture("slack/app_mention");
+    let mut body = body_of(&event);
+    body["event_id"] = json!(format!("Ev{tag}"));
+    body["event"]["channel"] = json!(channel);
+    body["event"]["user"] = json!(user);
+    if let Some(team) = user_team {
+        body["event"]["user_team"] = json!(team);
+        body["event"]["source_team"] = json!(team);
+    }
+    body["event"]["text"] = json!("<@UBOT> plain question");
+    let req = request(&with_body(event, &body, TEST_SIGNING_SECRET, chrono::Utc::now().timestamp()));
+    assert_eq!(status(&gw.ingress.handle(&req).await), 200);
+    let resp = gw.run_worker().await;
+    assert!(resp.batch_item_failures.is_empty(), "worker failures: {:?}", resp.batch_item_failures);
+    posts(channel)
+}
+
+/// Issue 13, defect 4: guests and Slack Connect users get a short refusal, the agent is not
+/// invoked and no tokens are used, unless ALLOW_GUESTS / ALLOW_EXTERNAL_USERS let them in.
+#[tokio::test]
+async fn guests_and_slack_connect_users_are_refused_unless_allowed() {
+    emulators().slack.set_user("UGUESTAC", json!({"is_restricted": true}));
+    emulators().slack.set_user("USINGLEAC", json!({"is_ultra_restricted": true}));
+    let mut gw = Gateway::new("access").await;
+    let session = |channel: &str| format!("T0001-{channel}-1713534720.001234");
+    for (tag, channel, user, team) in [
+        ("ac1", "CACCESSG", "UGUESTAC", None),
+        ("ac2", "CACCESSS", "USINGLEAC", None),
+        ("ac3", "CACCESSX", "UEXTAC", Some("T0THEM")),
+    ] {
+        let posts = ask_as(&gw, tag, channel, user, team).await;
+        assert_eq!(posts.len(), 1, "{user}");
+        assert_eq!(posts[0]["text"], slack_gateway::access::REFUSAL, "{user}");
+        assert_eq!(emulators().agent.requests_for(&session(channel)).len(), 0, "{user}: the agent was invoked");
+    }
+    let lookups: Vec<_> = emulators().slack.calls().into_iter().filter(|c| c.method == "users.info").collect();
+    assert!(!lookups.iter().any(|c| c.param("user") == "UEXTAC"), "the payload alone says external");
+    let events = analytics_events(&read_objects(&gw.sdk, &gw.resources.bucket, "events/").await.expect("s3"));
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["outcome"] == "refused_access" && e["input_tokens"] == 0), "{events:?}");
+    assert!(drain_queue(&gw.sdk, &gw.resources.usage_queue_url).await.expect("usage").is_empty());
+
+    // Allowed by the parameters: answered.
+    gw.worker.settings.access = slack_gateway::access::AccessPolicy { allow_guests: true, allow_external_users: true };
+    for (tag, channel, user, team) in
+        [("ac4", "CACCESSG2", "UGUESTAC", None), ("ac5", "CACCESSX2", "UEXTAC", Some("T0THEM"))]
+    {
+        let posts = ask_as(&gw, tag, channel, user, team).await;
+        assert_eq!(posts.len(), 1, "{user}");
+        assert_ne!(posts[0]["text"], slack_gateway::access::REFUSAL, "{user}");
+        assert_eq!(emulators().agent.requests_for(&session(channel)).len(), 1, "{user}");
+    }
+}

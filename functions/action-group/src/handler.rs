@@ -17,7 +17,7 @@ use shared::telemetry::{Metrics, Unit};
 use tracing::{info, warn};
 
 use crate::jira::{cut, JiraClient, JiraCredentialSource, JiraError, JiraSite, SearchResult};
-use crate::jql::{self, TicketQuery};
+use crate::jql::{self, Projects, TicketQuery};
 use crate::routes::{self, Action, Matched};
 use crate::usage::{self, UsageHistory, UsagePeriod};
 
@@ -44,6 +44,8 @@ pub struct Handler {
     /// Read on every invocation: a rotated token takes effect at once.
     pub jira_credentials: Arc<dyn JiraCredentialSource>,
     pub jira: JiraClient,
+    /// JIRA_PROJECTS: every search and lookup is confined to these; `None` = Jira not set up.
+    pub projects: Option<Projects>,
     /// Today's and this month's rollups.
     pub usage: Arc<dyn UsageReader>,
     /// Day rollups over a period.
@@ -179,15 +181,27 @@ impl Handler {
         }
     }
 
+    /// The projects the bot may search, or the failure that says Jira is not set up.
+    fn projects(&self) -> Result<&Projects, Outcome> {
+        self.projects.as_ref().ok_or_else(|| {
+            Outcome::failure(
+                500,
+                "JiraProjectsNotConfigured",
+                "The bot's Jira search is not set up: an administrator needs to name the Jira projects it may search (the JiraProjects parameter).",
+            )
+        })
+    }
+
     async fn search_tickets(&self, query: &TicketQuery, limit: usize, deadline: Instant) -> Outcome {
-        let jql = match jql::build(query) {
+        let projects = match self.projects() {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        let jql = match jql::build(query, projects) {
             Ok(jql) => jql,
             Err(e) => {
-                let code = match e {
-                    jql::JqlError::Empty => "EmptySearch",
-                    jql::JqlError::TooLong => "JqlTooLong",
-                };
-                return Outcome::reprompt(400, code, e.to_string());
+                let status = if matches!(e, jql::JqlError::ProjectNotAllowed { .. }) { 403 } else { 400 };
+                return Outcome::reprompt(status, e.code(), e.to_string());
             }
         };
         let site = match self.site(deadline).await {
@@ -195,7 +209,16 @@ impl Handler {
             Err(outcome) => return outcome,
         };
         match self.jira.search(&site, &jql, limit, deadline).await {
-            Ok(result) => Outcome::Answer(search_answer(&jql, result)),
+            Ok(mut result) => {
+                // The query is confined already; a ticket of another project here means Jira did
+                // not apply it, and it is dropped rather than shown.
+                let before = result.tickets.len();
+                result.tickets.retain(|t| projects.contains_issue(&t.key));
+                if result.tickets.len() < before {
+                    warn!(dropped = before - result.tickets.len(), "jira returned tickets outside JIRA_PROJECTS");
+                }
+                Outcome::Answer(search_answer(&jql, result))
+            }
             Err(e) => jira_outcome(e, None),
         }
     }
@@ -211,11 +234,31 @@ impl Handler {
                 format!("{:?} is not a Jira ticket key. Keys look like ITSUP-123.", cut(raw, 40)),
             );
         };
+        let projects = match self.projects() {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        // Refused without asking Jira: the bot's account may see more than its users should.
+        if !projects.contains_issue(&key) {
+            return Outcome::reprompt(
+                403,
+                "ProjectNotAllowed",
+                format!(
+                    "The bot may only look up tickets in the Jira projects {}; {key} is in another project.",
+                    projects.listed()
+                ),
+            );
+        }
         let site = match self.site(deadline).await {
             Ok(site) => site,
             Err(outcome) => return outcome,
         };
         match self.jira.issue(&site, &key, deadline).await {
+            // Jira follows moved issues to their new key, which may be in another project.
+            Ok(ticket) if !projects.contains_issue(&ticket.key) => {
+                warn!("jira answered a lookup with a ticket outside JIRA_PROJECTS (a moved issue); not shown");
+                jira_outcome(JiraError::NotFound { message: String::new() }, Some(&key))
+            }
             Ok(ticket) => Outcome::Answer(json!(ticket)),
             Err(e) => jira_outcome(e, Some(&key)),
         }

@@ -22,6 +22,7 @@ async fn main() -> Result<(), Error> {
             &config.jira_secret_arn,
         )),
         jira: JiraClient::new()?,
+        projects: config.jira_projects.clone(),
         usage: Arc::new(DynamoDbUsageReader::new(dynamodb.clone(), &config.usage_table)),
         usage_history: Arc::new(DynamoDbUsageHistory::new(dynamodb, &config.usage_table)),
         metrics: Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),

@@ -111,7 +111,8 @@ fn classify_callback(body: &Value, received_at_ms: i64, feedback: &FeedbackSetti
 
     match event_type {
         "app_mention" | "message" => {
-            classify_message(event_type, event, event_id, team_id, bot_user_id, received_at_ms)
+            let enterprise_id = str_of(body, "enterprise_id");
+            classify_message(event_type, event, event_id, team_id, bot_user_id, enterprise_id, received_at_ms)
         }
         "reaction_added" | "reaction_removed" => {
             let reaction = Reaction { event_type, event_id, team_id, bot_user_id: bot_user_id.as_deref() };
@@ -130,6 +131,7 @@ fn classify_message(
     event_id: &str,
     team_id: &str,
     bot_user_id: Option<String>,
+    enterprise_id: Option<&str>,
     received_at_ms: i64,
 ) -> Decision {
     let ignore = |reason| Decision::Ignore { event_type: event_type.to_string(), reason };
@@ -191,6 +193,9 @@ fn classify_message(
         files,
         received_at_ms,
         assistant_thread,
+        // For the access check: Slack Connect messages carry the asker's own team.
+        user_team: str_of(event, "user_team").or_else(|| str_of(event, "source_team")).map(str::to_string),
+        enterprise_id: enterprise_id.map(str::to_string),
     })))
 }
 

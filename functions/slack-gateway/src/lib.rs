@@ -1,6 +1,7 @@
 //! The Slack gateway: `slack-ingress` verifies and acknowledges Slack events and queues the work;
 //! `slack-worker` runs each turn through the Bedrock Agent and answers in the thread.
 
+pub mod access;
 pub mod classify;
 pub mod feedback;
 pub mod files;

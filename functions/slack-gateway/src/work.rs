@@ -59,6 +59,13 @@ pub struct MessageWork {
     /// container: a thread in the app's DM), where `assistant.threads.setStatus` applies.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub assistant_thread: bool,
+    /// The asker's team when Slack says (`user_team` / `source_team`): another team's user is a
+    /// Slack Connect user (see access.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_team: Option<String>,
+    /// The envelope's Enterprise Grid org, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_id: Option<String>,
 }
 
 impl MessageWork {

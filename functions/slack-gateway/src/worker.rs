@@ -73,6 +73,8 @@ pub struct WorkerSettings {
     pub budgets: Budgets,
     /// Limits on the user's files passed to the agent.
     pub files: crate::files::FileSettings,
+    /// Whether guests and Slack Connect users are answered (ALLOW_GUESTS, ALLOW_EXTERNAL_USERS).
+    pub access: crate::access::AccessPolicy,
 }
 
 /// Per-user spend limits in USD (USER_DAILY_BUDGET_USD, USER_MONTHLY_BUDGET_USD).
@@ -181,6 +183,7 @@ impl WorkerSettings {
             min_agent_attempt: Duration::from_secs(5),
             budgets: Budgets::default(),
             files: crate::files::FileSettings::default(),
+            access: crate::access::AccessPolicy::default(),
         }
     }
 }
@@ -206,6 +209,7 @@ impl WorkerConfig {
         settings.budgets =
             Budgets { daily_usd: limit("USER_DAILY_BUDGET_USD")?, monthly_usd: limit("USER_MONTHLY_BUDGET_USD")? };
         settings.files = crate::files::FileSettings::from_env()?;
+        settings.access = crate::access::AccessPolicy::from_env()?;
         let file_hosts = match optional("SLACK_FILE_HOSTS") {
             None => shared::slack::files::FileHosts::slack(),
             Some(list) => shared::slack::files::FileHosts::parse(&list)
@@ -390,11 +394,23 @@ impl Worker {
             return posted;
         }
         let started = Instant::now();
+        // Guests and Slack Connect users: refused before any spend is read or any token used.
+        let asker = crate::access::Asker {
+            installing_team: &m.team_id,
+            user_team: m.user_team.as_deref(),
+            enterprise_id: m.enterprise_id.as_deref(),
+        };
+        if let Some(refusal) = crate::access::check(self.chat.as_ref(), &self.settings.access, &asker, &m.user_id).await
+        {
+            let refused = self.refuse(m, record, refusal.message(), started, &live, Some(refusal)).await;
+            status.clear(m, shown).await;
+            return refused;
+        }
         let notice = match self.check_budget(m).await {
             BudgetVerdict::Ok => None,
             BudgetVerdict::Notice(n) => Some(n),
             BudgetVerdict::Refuse(text) => {
-                let refused = self.refuse(m, record, &text, started, &live).await;
+                let refused = self.refuse(m, record, &text, started, &live, None).await;
                 status.clear(m, shown).await;
                 return refused;
             }
@@ -638,7 +654,8 @@ impl Worker {
         }
     }
 
-    /// Tells the user their budget is spent; the agent is not invoked and no tokens are used.
+    /// Tells the user their budget is spent (`access` None) or that they may not use the bot;
+    /// the agent is not invoked and no tokens are used.
     async fn refuse(
         &self,
         m: &MessageWork,
@@ -646,7 +663,13 @@ impl Worker {
         text: &str,
         started: Instant,
         live: &LiveReply,
+        access: Option<crate::access::Refusal>,
     ) -> Result<(), WorkError> {
+        let (outcome, status) = match access {
+            None => (Outcome::RefusedBudget, TurnStatus::RefusedBudget),
+            Some(_) => (Outcome::RefusedAccess, TurnStatus::RefusedAccess),
+        };
+        let error_code = access.map(|a| a.code().to_string());
         let thread = m.thread();
         let reply_ts = live.deliver(vec![Reply::plain(text)]).await?;
         let latency_ms = started.elapsed().as_millis() as u64;
@@ -655,21 +678,22 @@ impl Worker {
             &thread.session_id(),
             &AgentTurn::default(),
             &[],
-            Outcome::RefusedBudget,
-            None,
+            outcome,
+            error_code.clone(),
             latency_ms,
         );
-        record.status = TurnStatus::RefusedBudget;
+        record.status = status;
         record.finished_at_ms = Some(chrono::Utc::now().timestamp_millis());
         record.reply_ts = Some(reply_ts);
-        record.outcome = Some(Outcome::RefusedBudget.as_str().to_string());
+        record.outcome = Some(outcome.as_str().to_string());
+        record.error_code = error_code;
         record.pending_analytics = serde_json::to_string(&analytics).ok();
         if let Err(e) = self.conversations.finish_turn(&record).await {
             self.metrics.count_with_total("LoggingErrors", 1.0, &[("Sink", "conversations")]);
             error!(error = %e, event_id = %m.event_id, "could not record the refused turn");
         }
         self.deliver(&record, Some(&analytics), None).await;
-        info!(event_id = %m.event_id, outcome = "refused_budget", "turn refused: budget spent");
+        info!(event_id = %m.event_id, outcome = outcome.as_str(), error_code = record.error_code.as_deref().unwrap_or_default(), "turn refused");
         Ok(())
     }
 

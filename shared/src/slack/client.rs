@@ -625,6 +625,21 @@ impl ChatClient for SlackWebClient {
         }
         Ok(first.into_iter().chain(kept).take(limit).collect())
     }
+
+    async fn user_info(&self, user: &str) -> std::result::Result<crate::ports::SlackUser, ChatError> {
+        let query = [("user", user.to_string())];
+        let answer = self.call("users.info", Payload::Query(&query), true).await?;
+        let u = &answer["user"];
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+        let flag = |k: &str| u[k].as_bool().unwrap_or(false);
+        Ok(crate::ports::SlackUser {
+            team_id: text(&u["team_id"]),
+            enterprise_id: text(&u["enterprise_user"]["enterprise_id"]).or_else(|| text(&u["enterprise_id"])),
+            is_restricted: flag("is_restricted"),
+            is_ultra_restricted: flag("is_ultra_restricted"),
+            is_stranger: flag("is_stranger"),
+        })
+    }
 }
 
 #[cfg(test)]
