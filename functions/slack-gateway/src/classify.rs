@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::feedback::FeedbackSettings;
+use crate::reactions::FeedbackSettings;
 use crate::work::{MessageWork, ReactionWork, SlackFile, WorkItem};
 
 /// The ingress's decision for one request.

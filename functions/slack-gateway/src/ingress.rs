@@ -53,7 +53,7 @@ pub struct IngressConfig {
     /// shown as soon as a message is queued; `None` = left to the worker.
     pub queued_status: Option<(crate::status::StatusSettings, Duration)>,
     /// FEEDBACK_POSITIVE_REACTIONS / FEEDBACK_NEGATIVE_REACTIONS: only these reactions are queued.
-    pub feedback: crate::feedback::FeedbackSettings,
+    pub feedback: crate::reactions::FeedbackSettings,
 }
 
 impl IngressConfig {
@@ -67,7 +67,7 @@ impl IngressConfig {
             metrics_namespace: metrics_namespace(),
             slack_api_base: optional("SLACK_API_BASE").unwrap_or_else(|| "https://slack.com/api".into()),
             queued_status: crate::status::queued_status_from_env()?,
-            feedback: crate::feedback::FeedbackSettings::from_env()?,
+            feedback: crate::reactions::FeedbackSettings::from_env()?,
         })
     }
 }
@@ -87,7 +87,7 @@ pub struct Ingress {
     refresh_interval: Duration,
     /// Shows the working status of a queued message (None = the worker alone shows it).
     queued_status: Option<QueuedStatus>,
-    feedback: crate::feedback::FeedbackSettings,
+    feedback: crate::reactions::FeedbackSettings,
 }
 
 impl Ingress {
@@ -108,7 +108,7 @@ impl Ingress {
             metrics,
             refresh_interval: SECRET_REFRESH_INTERVAL,
             queued_status: None,
-            feedback: crate::feedback::FeedbackSettings::default(),
+            feedback: crate::reactions::FeedbackSettings::default(),
         })
     }
 
@@ -119,7 +119,7 @@ impl Ingress {
     }
 
     /// Which reactions are feedback (the worker's lists): only those are queued.
-    pub fn with_feedback(mut self, feedback: crate::feedback::FeedbackSettings) -> Self {
+    pub fn with_feedback(mut self, feedback: crate::reactions::FeedbackSettings) -> Self {
         self.feedback = feedback;
         self
     }

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod feedback;
 pub mod files;
 pub mod ingress;
+pub mod reactions;
 pub mod status;
 pub mod stream;
 pub mod work;
