@@ -273,6 +273,70 @@ impl TurnStatus {
     }
 }
 
+/// Whether feedback says the answer helped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sentiment {
+    Positive,
+    Negative,
+}
+
+impl Sentiment {
+    /// The stored value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sentiment::Positive => "positive",
+            Sentiment::Negative => "negative",
+        }
+    }
+}
+
+/// One user's reaction on a bot answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedbackEntry {
+    pub user_id: String,
+    /// The reaction name, skin tone removed.
+    pub reaction: String,
+    pub sentiment: Sentiment,
+    /// When the reaction was given (epoch ms).
+    pub at_ms: i64,
+    /// The Slack event that carried it.
+    pub event_id: String,
+}
+
+/// The table key of a turn item, as the indexes return it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TurnKey {
+    pub pk: String,
+    pub sk: String,
+}
+
+/// What the by-hour index tells about one turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnActivity {
+    pub key: TurnKey,
+    pub status: TurnStatus,
+    pub received_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    /// A reply (answer, apology or refusal) was posted.
+    pub replied: bool,
+    /// Whether a knowledge base was consulted; None when the turn's analytics were not known.
+    pub kb_consulted: Option<bool>,
+    /// The turn spent tokens, so it has a usage record.
+    pub has_usage: bool,
+    /// The analytics event is still waiting to be published.
+    pub analytics_pending: bool,
+    /// The usage record is still waiting to be published.
+    pub usage_pending: bool,
+}
+
+/// One item of the by-hour index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activity {
+    Turn(TurnActivity),
+    Feedback { sentiment: Sentiment, at_ms: i64 },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::aws::secrets::SlackSecret;
 use crate::domain::{AgentTurn, AnalyticsEvent, ModelCall, ThreadRef, TurnStatus, UsageRecord};
+use crate::ledger::{LedgerError, LedgerTurn, RollupUpdate, WriteOutcome};
+use crate::slack::SlackSecret;
 use crate::Result;
 
 /// What claiming a dedupe key found.
@@ -468,4 +469,17 @@ pub trait UsageReader: Send + Sync {
         user_id: &str,
         day: chrono::NaiveDate,
     ) -> Result<crate::rollups::UserSpend>;
+}
+
+/// The priced usage ledger.
+#[async_trait]
+pub trait TokenLedger: Send + Sync {
+    /// Writes `turns` (each only if not in the ledger yet) and `rollups`, all or nothing. `token`
+    /// makes a repeat of the same request idempotent when the first one's outcome was unknown.
+    async fn write(
+        &self,
+        turns: &[&LedgerTurn],
+        rollups: &[RollupUpdate],
+        token: &str,
+    ) -> Result<WriteOutcome, LedgerError>;
 }

@@ -217,10 +217,10 @@ struct RotatingSecret {
 
 #[async_trait::async_trait]
 impl shared::ports::SlackSecretSource for RotatingSecret {
-    async fn load(&self) -> shared::Result<shared::aws::secrets::SlackSecret> {
+    async fn load(&self) -> shared::Result<shared::slack::SlackSecret> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let token = self.token.lock().unwrap().clone();
-        Ok(shared::aws::secrets::SlackSecret { signing_secret: "s".to_string().into(), bot_token: token.into() })
+        Ok(shared::slack::SlackSecret { signing_secret: "s".to_string().into(), bot_token: token.into() })
     }
 }
 

@@ -16,9 +16,11 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
-use shared::aws::ledger::{DynamoDbLedger, LedgerTurn, RollupUpdate, TokenLedger, WriteOutcome};
+use shared::aws::ledger::DynamoDbLedger;
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::domain::{ModelCall, UsageRecord};
+use shared::ledger::{LedgerError, LedgerFailure, LedgerTurn, RollupUpdate, WriteOutcome};
+use shared::ports::TokenLedger;
 use shared::ports::UsageReader;
 use shared::pricing::{PriceTable, Usd};
 use shared::retry::Backoff;
@@ -293,19 +295,22 @@ impl TokenLedger for Faulty {
         turns: &[&LedgerTurn],
         rollups: &[RollupUpdate],
         token: &str,
-    ) -> shared::Result<WriteOutcome> {
+    ) -> Result<WriteOutcome, LedgerError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if (self.fail)(call) {
             if self.as_cancellation {
-                let c = shared::aws::ledger::Cancellation { throttled: true, ..Default::default() };
+                let c = shared::ledger::Cancellation { throttled: true, ..Default::default() };
                 return Ok(WriteOutcome::Cancelled(c));
             }
-            return Err(shared::Error::Aws {
-                service: "dynamodb",
-                operation: "TransactWriteItems",
-                code: "ProvisionedThroughputExceededException".into(),
-                message: "The level of configured provisioned throughput for the table was exceeded".into(),
-                retryable: true,
+            return Err(LedgerError {
+                kind: LedgerFailure::Throttled,
+                error: shared::Error::Aws {
+                    service: "dynamodb",
+                    operation: "TransactWriteItems",
+                    code: "ProvisionedThroughputExceededException".into(),
+                    message: "The level of configured provisioned throughput for the table was exceeded".into(),
+                    retryable: true,
+                },
             });
         }
         self.inner.write(turns, rollups, token).await
@@ -463,15 +468,18 @@ impl TokenLedger for LostAnswer {
         turns: &[&LedgerTurn],
         rollups: &[RollupUpdate],
         token: &str,
-    ) -> shared::Result<WriteOutcome> {
+    ) -> Result<WriteOutcome, LedgerError> {
         let out = self.inner.write(turns, rollups, token).await?;
         if self.lose.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(shared::Error::Aws {
-                service: "dynamodb",
-                operation: "TransactWriteItems",
-                code: "Timeout".into(),
-                message: "request timed out".into(),
-                retryable: true,
+            return Err(LedgerError {
+                kind: LedgerFailure::Transient,
+                error: shared::Error::Aws {
+                    service: "dynamodb",
+                    operation: "TransactWriteItems",
+                    code: "Timeout".into(),
+                    message: "request timed out".into(),
+                    retryable: true,
+                },
             });
         }
         Ok(out)

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use shared::aws::conversations::{Activity, DynamoDbConversations};
+use shared::aws::conversations::DynamoDbConversations;
 use shared::config::{metrics_namespace, optional, parsed, required};
+use shared::domain::Activity;
 use tracing::{error, info, warn};
 
 use crate::cloudwatch::{MetricDatum, MetricSink, MetricUnit};
@@ -175,8 +176,8 @@ impl MetricsPublisher {
 mod tests {
     use std::sync::Mutex;
 
-    use shared::aws::conversations::{Sentiment, TurnActivity};
     use shared::domain::TurnStatus;
+    use shared::domain::{Sentiment, TurnActivity};
 
     use super::*;
 

@@ -5,8 +5,8 @@
 //! ApproximateAgeOfOldestMessage), which are free and already per queue. The one exception is
 //! the seed's [`LOGGING_QUEUE_DEPTH`] (full level only), which the handler reads from SQS.
 
-use shared::aws::conversations::{Activity, Sentiment, TurnActivity};
 use shared::domain::TurnStatus;
+use shared::domain::{Activity, Sentiment, TurnActivity};
 
 use crate::cloudwatch::{MetricDatum, MetricUnit};
 

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shared::aws::conversations::{DynamoDbConversations, TurnKey};
+use shared::aws::conversations::DynamoDbConversations;
+use shared::domain::TurnKey;
 use shared::domain::{AnalyticsEvent, ThreadRef, UsageRecord};
 use shared::ports::{AnalyticsSink, ConversationStore, TurnRecord, UsageSink};
 use shared::telemetry::Metrics;

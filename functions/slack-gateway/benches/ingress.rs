@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use serde_json::{json, Value};
-use shared::aws::secrets::SlackSecret;
 use shared::ports::{Claim, DedupStore, SlackSecretSource, WorkQueue};
+use shared::slack::SlackSecret;
 use shared::telemetry::Metrics;
 use slack_gateway::ingress::Ingress;
 

@@ -2,7 +2,7 @@
 //! (which records it). Apart from `feedback` so that the ingress builds without the feedback
 //! store and its AWS calls.
 
-use shared::aws::conversations::Sentiment;
+use shared::domain::Sentiment;
 
 /// Reactions counted as positive unless FEEDBACK_POSITIVE_REACTIONS says otherwise.
 pub const DEFAULT_POSITIVE: &[&str] = &["+1", "thumbsup"];

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::Utc;
-use shared::aws::ledger::{LedgerTurn, TokenLedger};
 use shared::config::{metrics_namespace, required};
+use shared::ledger::LedgerTurn;
+use shared::ports::TokenLedger;
 use shared::pricing::{PriceTable, Usd};
 use shared::telemetry::{Metrics, Unit};
 use tracing::{error, info, warn};

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use shared::aws::ledger::{Cancellation, LedgerTurn, RollupDelta, RollupUpdate, TokenLedger, WriteOutcome};
+use shared::ledger::{Cancellation, LedgerError, LedgerTurn, RollupDelta, RollupUpdate, WriteOutcome};
+use shared::ports::TokenLedger;
 
 /// What the in-memory table holds.
 #[derive(Debug, Default, Clone)]
@@ -49,7 +50,7 @@ impl TokenLedger for MemoryLedger {
         turns: &[&LedgerTurn],
         rollups: &[RollupUpdate],
         _token: &str,
-    ) -> shared::Result<WriteOutcome> {
+    ) -> Result<WriteOutcome, LedgerError> {
         let mut state = self.lock();
         state.requests += 1;
         let already_logged: Vec<usize> = turns

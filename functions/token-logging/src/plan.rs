@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Timelike, Utc};
-use shared::aws::ledger::{CallCost, LedgerTurn, RollupDelta, RollupUpdate};
 use shared::domain::UsageRecord;
+use shared::ledger::{CallCost, LedgerTurn, RollupDelta, RollupUpdate};
 use shared::pricing::{call_tokens, PriceTable, Usd};
 use shared::rollups::{
     agent_model_sk, day_pk, day_sk, hour_agent_sk, month_sk, registry_agent_sk, registry_user_sk, user_agent_sk,

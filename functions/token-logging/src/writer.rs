@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::aws::ledger::{is_throttle_code, LedgerTurn, TokenLedger, WriteOutcome, MAX_TRANSACTION_ACTIONS};
+use shared::ledger::{LedgerError, LedgerFailure, LedgerTurn, WriteOutcome, MAX_TRANSACTION_ACTIONS};
+use shared::ports::TokenLedger;
 use shared::retry::Backoff;
 use tracing::{error, warn};
 
@@ -190,35 +191,35 @@ impl LedgerWriter {
                     }
                     Failure::Throttled
                 }
-                Err(e) if e.is_retryable() || aws_code(&e) == Some("TransactionInProgressException") => {
-                    let throttled = aws_code(&e).is_some_and(is_throttle_code);
+                Err(LedgerError { kind: kind @ (LedgerFailure::Throttled | LedgerFailure::Transient), error }) => {
+                    let throttled = kind == LedgerFailure::Throttled;
                     if throttled {
                         report.throttles += 1;
                     }
                     self.trip_on_failure(report);
                     // The outcome of a timed-out request is unknown: repeat it with the same token
                     // so that DynamoDB applies it at most once.
-                    warn!(error = %e, attempt, "ledger write failed; retrying");
+                    warn!(error = %error, attempt, "ledger write failed; retrying");
                     if throttled {
                         Failure::Throttled
                     } else {
                         Failure::Store
                     }
                 }
-                Err(e) if aws_code(&e) == Some("ValidationException") => {
+                Err(LedgerError { kind: LedgerFailure::Invalid, error }) => {
                     // The table answered: the request, not the table, is at fault.
                     self.breaker.record_success();
                     if pending.len() > 1 {
                         warn!(turns = pending.len(), "request refused as invalid; writing its turns one by one");
                         return Some(pending);
                     }
-                    error!(error = %e, record_id = %pending[0].record.record_id, "the table refused a turn");
+                    error!(error = %error, record_id = %pending[0].record.record_id, "the table refused a turn");
                     finish(report, pending, TurnOutcome::Failed(Failure::Rejected));
                     return None;
                 }
-                Err(e) => {
+                Err(LedgerError { kind: LedgerFailure::Failed, error }) => {
                     self.trip_on_failure(report);
-                    error!(error = %e, turns = pending.len(), "ledger write failed");
+                    error!(error = %error, turns = pending.len(), "ledger write failed");
                     finish(report, pending, TurnOutcome::Failed(Failure::Store));
                     return None;
                 }
@@ -245,13 +246,6 @@ impl LedgerWriter {
                 "circuit breaker opened on the usage table"
             );
         }
-    }
-}
-
-fn aws_code(e: &shared::Error) -> Option<&str> {
-    match e {
-        shared::Error::Aws { code, .. } => Some(code),
-        _ => None,
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
-use crate::domain::{ThreadRef, TurnStatus};
+use crate::domain::{Activity, FeedbackEntry, Sentiment, ThreadRef, TurnActivity, TurnKey, TurnStatus};
 use crate::ports::{ConversationStore, TurnRecord, TurnStart};
 use crate::{Error, Result};
 
@@ -443,75 +443,12 @@ pub fn feedback_sk(message_ts: &str, user_id: &str, reaction: &str) -> String {
     format!("{FEEDBACK_PREFIX}{message_ts}#{user_id}#{reaction}")
 }
 
-/// Whether feedback says the answer helped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sentiment {
-    Positive,
-    Negative,
-}
-
-impl Sentiment {
-    /// The stored value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Sentiment::Positive => "positive",
-            Sentiment::Negative => "negative",
-        }
+/// The turn item's counter of one kind of feedback.
+fn counter(sentiment: Sentiment) -> &'static str {
+    match sentiment {
+        Sentiment::Positive => "feedback_positive",
+        Sentiment::Negative => "feedback_negative",
     }
-
-    fn counter(self) -> &'static str {
-        match self {
-            Sentiment::Positive => "feedback_positive",
-            Sentiment::Negative => "feedback_negative",
-        }
-    }
-}
-
-/// One user's reaction on a bot answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedbackEntry {
-    pub user_id: String,
-    /// The reaction name, skin tone removed.
-    pub reaction: String,
-    pub sentiment: Sentiment,
-    /// When the reaction was given (epoch ms).
-    pub at_ms: i64,
-    /// The Slack event that carried it.
-    pub event_id: String,
-}
-
-/// The table key of a turn item, as the indexes return it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TurnKey {
-    pub pk: String,
-    pub sk: String,
-}
-
-/// What the by-hour index tells about one turn.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TurnActivity {
-    pub key: TurnKey,
-    pub status: TurnStatus,
-    pub received_at_ms: i64,
-    pub finished_at_ms: Option<i64>,
-    /// A reply (answer, apology or refusal) was posted.
-    pub replied: bool,
-    /// Whether a knowledge base was consulted; None when the turn's analytics were not known.
-    pub kb_consulted: Option<bool>,
-    /// The turn spent tokens, so it has a usage record.
-    pub has_usage: bool,
-    /// The analytics event is still waiting to be published.
-    pub analytics_pending: bool,
-    /// The usage record is still waiting to be published.
-    pub usage_pending: bool,
-}
-
-/// One item of the by-hour index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Activity {
-    Turn(TurnActivity),
-    Feedback { sentiment: Sentiment, at_ms: i64 },
 }
 
 fn activity_from_item(item: &HashMap<String, AttributeValue>) -> Option<Activity> {
@@ -772,7 +709,7 @@ impl DynamoDbConversations {
             .key("sk", s(turn_sk(&turn.message_ts)))
             .update_expression("ADD #c :d")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#c", sentiment.counter())
+            .expression_attribute_names("#c", counter(sentiment))
             .expression_attribute_values(":d", n(delta))
             .build()
             .map_err(|e| Error::Malformed { what: "feedback counter update", reason: e.to_string() })?;

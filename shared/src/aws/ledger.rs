@@ -1,18 +1,18 @@
 //! The priced usage ledger in USAGE_TABLE: one item per turn (`TURN#{record_id}` / `TURN`) and
-//! the rollups reports read (keys in [`crate::rollups`]). [`TokenLedger`] is the port;
-//! [`DynamoDbLedger`] writes a set of turns and their combined rollup ADDs in one
+//! the rollups reports read (keys in [`crate::rollups`]). [`DynamoDbLedger`], the adapter of
+//! [`TokenLedger`], writes a set of turns and their combined rollup ADDs in one
 //! TransactWriteItems, each turn's put conditional on the turn not being in the ledger yet: the
 //! rollups move exactly when, and only when, a turn is recorded for the first time.
 
 use std::collections::HashMap;
-use std::ops::AddAssign;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, Put, TransactWriteItem, Update};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 
-use crate::domain::UsageRecord;
+use crate::ledger::{Cancellation, LedgerError, LedgerFailure, LedgerTurn, RollupUpdate, WriteOutcome};
+use crate::ports::TokenLedger;
 use crate::pricing::Usd;
 use crate::rollups::SPEND_ATTRIBUTES;
 use crate::{Error, Result};
@@ -20,115 +20,9 @@ use crate::{Error, Result};
 /// Sort key of every ledger item.
 pub const LEDGER_SK: &str = "TURN";
 
-/// At most this many actions fit in one TransactWriteItems request.
-pub const MAX_TRANSACTION_ACTIONS: usize = 100;
-
 /// Partition key of a turn's ledger item.
 pub fn ledger_pk(record_id: &str) -> String {
     format!("TURN#{record_id}")
-}
-
-/// The price of one model call of a turn.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallCost {
-    /// The model's name in metrics and rollups ([`crate::pricing::PriceTable::model_label`]).
-    pub model: String,
-    /// None when the call is unpriced.
-    pub cost: Option<Usd>,
-}
-
-/// A turn ready for the ledger: the usage record, when it happened, and its priced calls.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LedgerTurn {
-    pub record: UsageRecord,
-    /// The record's timestamp, parsed (UTC); it decides the day, month and hour rollups.
-    pub at: DateTime<Utc>,
-    /// One per `record.calls`, in the same order.
-    pub calls: Vec<CallCost>,
-    /// Cost of the priced calls.
-    pub priced_cost: Usd,
-    /// The turn's cost; None when any call is unpriced.
-    pub cost: Option<Usd>,
-    /// Tokens of the unpriced calls.
-    pub unpriced_tokens: u64,
-    pub price_table_version: String,
-}
-
-/// What a rollup item grows by (the attributes of [`crate::rollups::Spend`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RollupDelta {
-    pub cost: Usd,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub turns: u64,
-    pub unpriced_tokens: u64,
-}
-
-impl AddAssign for RollupDelta {
-    fn add_assign(&mut self, o: RollupDelta) {
-        self.cost += o.cost;
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
-        self.cache_read_tokens += o.cache_read_tokens;
-        self.cache_write_tokens += o.cache_write_tokens;
-        self.turns += o.turns;
-        self.unpriced_tokens += o.unpriced_tokens;
-    }
-}
-
-/// An ADD to one rollup item, with the descriptive strings it carries (set, not added).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RollupUpdate {
-    pub pk: String,
-    pub sk: String,
-    pub delta: RollupDelta,
-    pub labels: Vec<(String, String)>,
-}
-
-/// How a ledger write ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WriteOutcome {
-    /// Every turn and every rollup was written.
-    Committed,
-    /// Nothing was written; why, per action.
-    Cancelled(Cancellation),
-}
-
-/// Why a write was cancelled. Indexes refer to the `turns` of the request.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Cancellation {
-    /// Turns already in the ledger (their condition failed).
-    pub already_logged: Vec<usize>,
-    /// Turns the table refused, with the reason.
-    pub rejected: Vec<(usize, String)>,
-    /// Some action was throttled.
-    pub throttled: bool,
-    /// Some action collided with a concurrent transaction.
-    pub conflict: bool,
-    /// A reason on a rollup, or one not understood.
-    pub other: Option<String>,
-}
-
-/// The priced usage ledger (port).
-#[async_trait]
-pub trait TokenLedger: Send + Sync {
-    /// Writes `turns` (each only if not in the ledger yet) and `rollups`, all or nothing. `token`
-    /// makes a repeat of the same request idempotent when the first one's outcome was unknown.
-    async fn write(&self, turns: &[&LedgerTurn], rollups: &[RollupUpdate], token: &str) -> Result<WriteOutcome>;
-}
-
-/// Whether an AWS error code is DynamoDB throttling.
-pub fn is_throttle_code(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "ThrottlingError"
-            | "ProvisionedThroughputExceeded"
-    )
 }
 
 /// The ledger and rollups in a DynamoDB table with keys `pk` and `sk`.
@@ -206,14 +100,19 @@ impl DynamoDbLedger {
 
 #[async_trait]
 impl TokenLedger for DynamoDbLedger {
-    async fn write(&self, turns: &[&LedgerTurn], rollups: &[RollupUpdate], token: &str) -> Result<WriteOutcome> {
+    async fn write(
+        &self,
+        turns: &[&LedgerTurn],
+        rollups: &[RollupUpdate],
+        token: &str,
+    ) -> Result<WriteOutcome, LedgerError> {
         // Turns first: a cancellation reason's index is then the turn's index.
         let mut actions = Vec::with_capacity(turns.len() + rollups.len());
         for turn in turns {
-            actions.push(self.put_turn(turn)?);
+            actions.push(self.put_turn(turn).map_err(failure)?);
         }
         for rollup in rollups {
-            actions.push(self.update_rollup(rollup)?);
+            actions.push(self.update_rollup(rollup).map_err(failure)?);
         }
         let sent = self
             .client
@@ -228,10 +127,36 @@ impl TokenLedger for DynamoDbLedger {
                 Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
                     Ok(WriteOutcome::Cancelled(classify(c.cancellation_reasons(), turns.len())))
                 }
-                _ => Err(Error::from_sdk("dynamodb", "TransactWriteItems", e)),
+                _ => Err(failure(Error::from_sdk("dynamodb", "TransactWriteItems", e))),
             },
         }
     }
+}
+
+/// What a failed TransactWriteItems means for the writer, from DynamoDB's error code.
+fn failure(error: Error) -> LedgerError {
+    let code = error.code();
+    let kind = match code.as_str() {
+        c if is_throttle_code(c) => LedgerFailure::Throttled,
+        "ValidationException" => LedgerFailure::Invalid,
+        // The same token's request is still being applied: repeating it is safe.
+        "TransactionInProgressException" => LedgerFailure::Transient,
+        _ if error.is_retryable() => LedgerFailure::Transient,
+        _ => LedgerFailure::Failed,
+    };
+    LedgerError { kind, error }
+}
+
+/// Whether a DynamoDB error or cancellation-reason code is throttling.
+fn is_throttle_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "ThrottlingError"
+            | "ProvisionedThroughputExceeded"
+    )
 }
 
 /// Reads DynamoDB's cancellation reasons (one per action, in request order).
@@ -332,5 +257,24 @@ mod tests {
         let c = classify(&[reason("None"), reason("ValidationError")], 1);
         assert_eq!(c.other.as_deref(), Some("ValidationError on rollup action 0: m"));
         assert!(classify(&[], 0).other.is_some());
+    }
+
+    #[test]
+    fn the_adapter_reads_its_own_error_codes() {
+        let aws = |code: &str, retryable: bool| Error::Aws {
+            service: "dynamodb",
+            operation: "TransactWriteItems",
+            code: code.into(),
+            message: "m".into(),
+            retryable,
+        };
+        let kind = |e| failure(e).kind;
+        assert_eq!(kind(aws("ProvisionedThroughputExceededException", true)), LedgerFailure::Throttled);
+        assert_eq!(kind(aws("RequestLimitExceeded", true)), LedgerFailure::Throttled);
+        assert_eq!(kind(aws("TransactionInProgressException", false)), LedgerFailure::Transient);
+        assert_eq!(kind(aws("Timeout", true)), LedgerFailure::Transient);
+        assert_eq!(kind(aws("ValidationException", false)), LedgerFailure::Invalid);
+        assert_eq!(kind(aws("AccessDeniedException", false)), LedgerFailure::Failed);
+        assert_eq!(kind(Error::Malformed { what: "ledger request", reason: "r".into() }), LedgerFailure::Failed);
     }
 }

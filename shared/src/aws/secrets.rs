@@ -1,23 +1,8 @@
 //! Secrets Manager: the Slack secret `{"signing_secret": "...", "bot_token": "xoxb-..."}`.
 
-use secrecy::SecretString;
-use serde::Deserialize;
-
 use crate::ports::SlackSecretSource;
+use crate::slack::SlackSecret;
 use crate::{Error, Result};
-
-/// The Slack app's credentials. Debug output never shows the values.
-#[derive(Clone, Deserialize)]
-pub struct SlackSecret {
-    pub signing_secret: SecretString,
-    pub bot_token: SecretString,
-}
-
-impl std::fmt::Debug for SlackSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SlackSecret { .. }")
-    }
-}
 
 /// Reads a JSON secret and deserialises it; errors name the ARN and the problem, never the value.
 pub async fn read_json_secret<T: serde::de::DeserializeOwned>(

@@ -3,8 +3,10 @@
 pub mod client;
 pub mod files;
 pub mod mrkdwn;
+mod secret;
 pub mod signature;
 
 pub use client::SlackWebClient;
 pub use mrkdwn::{render_reply, split_message, to_mrkdwn, Reply, MAX_MESSAGE_CHARS};
+pub use secret::SlackSecret;
 pub use signature::{sign, verify, SignatureError};

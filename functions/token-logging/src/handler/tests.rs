@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
-use shared::aws::ledger::{RollupUpdate, WriteOutcome};
+use shared::ledger::{LedgerError, LedgerFailure, RollupUpdate, WriteOutcome};
 use shared::retry::Backoff;
 use shared::telemetry::parse_emf;
 
@@ -121,20 +121,23 @@ impl TokenLedger for Throttled {
         turns: &[&LedgerTurn],
         rollups: &[RollupUpdate],
         token: &str,
-    ) -> shared::Result<WriteOutcome> {
+    ) -> Result<WriteOutcome, LedgerError> {
         if self.left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             if self.as_cancellation {
-                return Ok(WriteOutcome::Cancelled(shared::aws::ledger::Cancellation {
+                return Ok(WriteOutcome::Cancelled(shared::ledger::Cancellation {
                     throttled: true,
                     ..Default::default()
                 }));
             }
-            return Err(shared::Error::Aws {
-                service: "dynamodb",
-                operation: "TransactWriteItems",
-                code: "ProvisionedThroughputExceededException".into(),
-                message: "throttled".into(),
-                retryable: true,
+            return Err(LedgerError {
+                kind: LedgerFailure::Throttled,
+                error: shared::Error::Aws {
+                    service: "dynamodb",
+                    operation: "TransactWriteItems",
+                    code: "ProvisionedThroughputExceededException".into(),
+                    message: "throttled".into(),
+                    retryable: true,
+                },
             });
         }
         self.inner.write(turns, rollups, token).await
@@ -198,15 +201,18 @@ impl TokenLedger for LostAnswer {
         turns: &[&LedgerTurn],
         rollups: &[RollupUpdate],
         token: &str,
-    ) -> shared::Result<WriteOutcome> {
+    ) -> Result<WriteOutcome, LedgerError> {
         let out = self.inner.write(turns, rollups, token).await?;
         if self.lose.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(shared::Error::Aws {
-                service: "dynamodb",
-                operation: "TransactWriteItems",
-                code: "Timeout".into(),
-                message: "request timed out".into(),
-                retryable: true,
+            return Err(LedgerError {
+                kind: LedgerFailure::Transient,
+                error: shared::Error::Aws {
+                    service: "dynamodb",
+                    operation: "TransactWriteItems",
+                    code: "Timeout".into(),
+                    message: "request timed out".into(),
+                    retryable: true,
+                },
             });
         }
         Ok(out)
@@ -238,14 +244,17 @@ impl TokenLedger for Poisoned {
         turns: &[&LedgerTurn],
         rollups: &[RollupUpdate],
         token: &str,
-    ) -> shared::Result<WriteOutcome> {
+    ) -> Result<WriteOutcome, LedgerError> {
         if turns.iter().any(|t| t.record.record_id == self.poison) {
-            return Err(shared::Error::Aws {
-                service: "dynamodb",
-                operation: "TransactWriteItems",
-                code: "ValidationException".into(),
-                message: "Item size has exceeded the maximum allowed size".into(),
-                retryable: false,
+            return Err(LedgerError {
+                kind: LedgerFailure::Invalid,
+                error: shared::Error::Aws {
+                    service: "dynamodb",
+                    operation: "TransactWriteItems",
+                    code: "ValidationException".into(),
+                    message: "Item size has exceeded the maximum allowed size".into(),
+                    retryable: false,
+                },
             });
         }
         self.inner.write(turns, rollups, token).await
