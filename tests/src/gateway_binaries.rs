@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::SqsMessage;
 use serde_json::{json, Value};
 
 use crate::function_process::{binary_path, FunctionProcess};
@@ -33,7 +34,8 @@ pub fn binary(name: &str, profile: &str) -> PathBuf {
     path
 }
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+/// `(name, value)` pairs as owned strings, for [`FunctionProcess::start`].
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
@@ -62,59 +64,21 @@ pub async fn round_trip_with(profile: &str, prefix: &str, channel: &str, trip: &
     let emu = emulators();
     let sdk = emu.moto.sdk_config();
     let res = GatewayResources::create(&sdk, prefix).await.unwrap_or_else(|e| panic!("resources: {e:?}"));
-    let moto = emu.moto.endpoint();
-    let logs = std::env::temp_dir();
-
-    let ingress_env = env(&[
-        ("AWS_ENDPOINT_URL", &moto),
-        ("SLACK_SECRET_ARN", &res.secret_arn),
-        ("WORK_QUEUE_URL", &res.work_queue_url),
-        ("DEDUP_TABLE", &res.dedup_table),
-        // The queued-turn status goes to the fake Slack too.
-        ("SLACK_API_BASE", &emu.slack.api_base()),
-    ]);
-    let ingress = FunctionProcess::start(
-        &binary("slack-ingress", profile),
-        &ingress_env,
-        128,
-        &logs.join(format!("{prefix}-ingress.log")),
-    )
-    .unwrap_or_else(|e| panic!("start ingress: {e}"));
-    let event = fixture("slack/app_mention");
-    let mut body = body_of(&event);
-    body["event_id"] = json!(format!("Ev{prefix}"));
-    body["event"]["channel"] = json!(channel);
-    if let Some(text) = &trip.text {
-        body["event"]["text"] = json!(text);
-    }
-    let event = with_body(event, &body, TEST_SIGNING_SECRET, chrono::Utc::now().timestamp());
-    let (ingress_response, ingress) = blocking(move || (ingress.invoke(event, Duration::from_secs(30)), ingress)).await;
-
-    let records = drain_queue(&sdk, &res.work_queue_url).await.unwrap_or_default();
+    let (ingress_response, ingress, records) =
+        queue_mention(profile, prefix, channel, trip.text.as_deref(), &res).await;
     let queued = records.len();
     let mut sqs_event: Value = fixture("sqs/work_message");
     if let Some(r) = records.first() {
         sqs_event["Records"][0]["body"] = json!(r.body);
         sqs_event["Records"][0]["messageId"] = json!(r.message_id);
     }
-    let worker_env = env(&[
-        ("AWS_ENDPOINT_URL", &moto),
-        ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", &emu.agent.endpoint()),
-        ("SLACK_SECRET_ARN", &res.secret_arn),
-        ("SLACK_API_BASE", &emu.slack.api_base()),
-        ("USAGE_QUEUE_URL", &res.usage_queue_url),
-        ("EVENTS_STREAM_NAME", &res.stream),
-        ("CONVERSATIONS_TABLE", &res.conversations_table),
-        ("USAGE_TABLE", &res.usage_table),
-        ("AGENT_ID", AGENT_ID),
-        ("AGENT_ALIAS_ID", AGENT_ALIAS_ID),
-        ("USER_DAILY_BUDGET_USD", "5"),
-    ]);
+    let mut worker_env = worker_env(&emu.moto.endpoint(), &res);
+    worker_env.extend(env(&[("USER_DAILY_BUDGET_USD", "5")]));
     let worker = FunctionProcess::start(
         &binary("slack-worker", profile),
         &worker_env,
         256,
-        &logs.join(format!("{prefix}-worker.log")),
+        &std::env::temp_dir().join(format!("{prefix}-worker.log")),
     )
     .unwrap_or_else(|e| panic!("start worker: {e}"));
     let timeout = trip.worker_timeout;
@@ -132,7 +96,66 @@ pub async fn round_trip_with(profile: &str, prefix: &str, channel: &str, trip: &
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+/// Sends a signed app_mention from `channel` (event id `Ev{prefix}`, the fixture's question
+/// unless `text` is given) through the ingress binary, against moto and the fake Slack; returns
+/// its answer, the process and what it queued (drained from the work queue).
+pub async fn queue_mention(
+    profile: &str,
+    prefix: &str,
+    channel: &str,
+    text: Option<&str>,
+    res: &GatewayResources,
+) -> (Result<Outcome, String>, FunctionProcess, Vec<SqsMessage>) {
+    let emu = emulators();
+    let moto = emu.moto.endpoint();
+    let ingress_env = env(&[
+        ("AWS_ENDPOINT_URL", &moto),
+        ("SLACK_SECRET_ARN", &res.secret_arn),
+        ("WORK_QUEUE_URL", &res.work_queue_url),
+        ("DEDUP_TABLE", &res.dedup_table),
+        // The queued-turn status goes to the fake Slack too.
+        ("SLACK_API_BASE", &emu.slack.api_base()),
+    ]);
+    let ingress = FunctionProcess::start(
+        &binary("slack-ingress", profile),
+        &ingress_env,
+        128,
+        &std::env::temp_dir().join(format!("{prefix}-ingress.log")),
+    )
+    .unwrap_or_else(|e| panic!("start ingress: {e}"));
+    let event = fixture("slack/app_mention");
+    let mut body = body_of(&event);
+    body["event_id"] = json!(format!("Ev{prefix}"));
+    body["event"]["channel"] = json!(channel);
+    if let Some(text) = text {
+        body["event"]["text"] = json!(text);
+    }
+    let event = with_body(event, &body, TEST_SIGNING_SECRET, chrono::Utc::now().timestamp());
+    let (response, ingress) = blocking(move || (ingress.invoke(event, Duration::from_secs(30)), ingress)).await;
+    let records = drain_queue(&emu.moto.sdk_config(), &res.work_queue_url).await.unwrap_or_default();
+    (response, ingress, records)
+}
+
+/// The worker's env for `res`: AWS calls to `aws_endpoint` (moto, or a fault proxy in front of
+/// it), the agent and Slack to the shared fakes.
+pub fn worker_env(aws_endpoint: &str, res: &GatewayResources) -> Vec<(String, String)> {
+    let emu = emulators();
+    env(&[
+        ("AWS_ENDPOINT_URL", aws_endpoint),
+        ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", &emu.agent.endpoint()),
+        ("SLACK_SECRET_ARN", &res.secret_arn),
+        ("SLACK_API_BASE", &emu.slack.api_base()),
+        ("USAGE_QUEUE_URL", &res.usage_queue_url),
+        ("EVENTS_STREAM_NAME", &res.stream),
+        ("CONVERSATIONS_TABLE", &res.conversations_table),
+        ("USAGE_TABLE", &res.usage_table),
+        ("AGENT_ID", AGENT_ID),
+        ("AGENT_ALIAS_ID", AGENT_ALIAS_ID),
+    ])
+}
+
+/// Runs `f` (a blocking invocation) off the async runtime.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
         Err(e) => panic!("blocking task failed: {e}"),

@@ -570,3 +570,33 @@ pub async fn hand_written_drift(
     }
     Ok(drift)
 }
+
+/// The ledger turns (one item per turn: `TURN#{record_id}`) in a usage table.
+pub async fn ledger_turns(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = ddb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("scanning {table}: {e:?}"));
+        for item in page.items() {
+            if let (Some(Av::S(pk)), Some(Av::S(sk))) = (item.get("pk"), item.get("sk")) {
+                if sk == "TURN" {
+                    out.push(pk.trim_start_matches("TURN#").to_string());
+                }
+            }
+        }
+        match page.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => break,
+        }
+    }
+    out.sort();
+    out
+}

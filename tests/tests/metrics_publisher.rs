@@ -16,8 +16,9 @@ use shared::aws::conversations::DynamoDbConversations;
 use shared::domain::{FeedbackEntry, Sentiment};
 use shared::domain::{ThreadRef, TurnStatus};
 use shared::ports::{ConversationStore, TurnRecord};
+use tests::fake_cloudwatch::FakeCloudWatch;
 use tests::harness::emulators;
-use tests::resources::{create_conversations_table, drain_queue, read_objects, GatewayResources};
+use tests::resources::{create_conversations_table, drain_queue, ledger_turns, read_objects, GatewayResources};
 
 /// 2026-11-23T17:10:00Z: ten minutes into an hour, so the last hour spans two hour buckets.
 const NOW: i64 = 1_795_453_800_000;
@@ -361,56 +362,6 @@ async fn the_sweeper_republishes_records_the_worker_could_not_deliver() {
     assert_eq!(rate, Some(100.0));
 }
 
-/// Requests a fake endpoint received: (path, body).
-type Requests = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-
-/// A CloudWatch endpoint that accepts every request (rpc-v2-cbor, empty output) and records it.
-struct FakeCloudWatch {
-    addr: std::net::SocketAddr,
-    requests: Requests,
-}
-
-impl FakeCloudWatch {
-    fn start() -> FakeCloudWatch {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let requests: Requests = Arc::default();
-        let seen = requests.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let mut reader = BufReader::new(conn);
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
-                let mut len = 0usize;
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                }
-                let mut body = vec![0u8; len];
-                let _ = reader.read_exact(&mut body);
-                seen.lock().unwrap().push((path, body));
-                let mut conn = reader.into_inner();
-                let _ = conn.write_all(
-                    b"HTTP/1.1 200 OK\r\nsmithy-protocol: rpc-v2-cbor\r\ncontent-type: application/cbor\r\n\
-                      content-length: 1\r\nconnection: close\r\n\r\n\xa0",
-                );
-            }
-        });
-        FakeCloudWatch { addr, requests }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_publishes_on_a_scheduled_event() {
     use tests::function_process::FunctionProcess;
@@ -423,7 +374,7 @@ async fn the_binary_publishes_on_a_scheduled_event() {
     let cw = FakeCloudWatch::start();
     let env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL", emulators().moto.endpoint()),
-        ("AWS_ENDPOINT_URL_CLOUDWATCH", format!("http://{}", cw.addr)),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", cw.endpoint()),
         ("CONVERSATIONS_TABLE", table),
         ("METRICS_NAMESPACE", "BinaryTestNamespace".to_string()),
     ]
@@ -441,7 +392,7 @@ async fn the_binary_publishes_on_a_scheduled_event() {
         Ok(Outcome::Response(v)) => assert_eq!(v["published"], 5, "{v}\n{}", process.output()),
         other => panic!("{other:?}\n{}", process.output()),
     }
-    let requests = cw.requests.lock().unwrap().clone();
+    let requests = cw.requests();
     assert_eq!(requests.len(), 1, "one PutMetricData call: {requests:?}");
     let (path, body) = &requests[0];
     assert!(path.ends_with("/operation/PutMetricData"), "{path}");
@@ -500,7 +451,7 @@ async fn logging_queue_depth_counts_waiting_and_in_flight_usage_records_at_full_
 
     let cw = FakeCloudWatch::start();
     let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
-        aws_sdk_cloudwatch::config::Builder::from(&sdk).endpoint_url(format!("http://{}", cw.addr)).build(),
+        aws_sdk_cloudwatch::config::Builder::from(&sdk).endpoint_url(cw.endpoint()).build(),
     );
     let mut returned = Vec::new();
     for level in [MetricsLevel::Full, MetricsLevel::Essential] {
@@ -517,7 +468,7 @@ async fn logging_queue_depth_counts_waiting_and_in_flight_usage_records_at_full_
     for out in &returned {
         assert_eq!(out.last(), Some(&MetricDatum::new("LoggingQueueDepth", 5.0, MetricUnit::Count)));
     }
-    let requests = cw.requests.lock().unwrap().clone();
+    let requests = cw.requests();
     assert_eq!(requests.len(), 2, "one PutMetricData per run");
     let sent: Vec<Vec<(String, f64)>> = requests
         .iter()
@@ -693,35 +644,6 @@ fn dead_endpoint() -> String {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     format!("http://{addr}")
-}
-
-/// The ledger turns (one item per turn: `TURN#{record_id}`) in a usage table.
-async fn ledger_turns(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let page = ddb
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .expect("scan");
-        for item in page.items() {
-            if let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (item.get("pk"), item.get("sk")) {
-                if sk == "TURN" {
-                    out.push(pk.trim_start_matches("TURN#").to_string());
-                }
-            }
-        }
-        match page.last_evaluated_key {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => break,
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Feeds the usage queue's messages to token-logging (the library, over the real ledger adapter).
