@@ -154,6 +154,11 @@ impl Template {
         self.root.get("Resources").and_then(|r| r.get(logical_id)).is_some()
     }
 
+    /// What `Globals: Function:` sets on every function (its `Environment` among them), if any.
+    pub fn global_function(&self) -> Option<&Value> {
+        self.root.get("Globals")?.get("Function")
+    }
+
     /// The default of a parameter, as a string.
     pub fn parameter_default(&self, name: &str) -> Option<String> {
         let d = self.root.get("Parameters")?.get(name)?.get("Default")?;
