@@ -29,8 +29,7 @@ use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
-use shared::agent::TurnCollector;
-use shared::aws::agent::BedrockAgent;
+use shared::aws::agent::{BedrockAgent, TurnCollector};
 use shared::ports::{AgentClient, AgentRequest};
 
 /// Answers every request with the same event-stream body.

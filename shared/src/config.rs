@@ -33,11 +33,6 @@ pub fn metrics_namespace() -> String {
     optional("METRICS_NAMESPACE").unwrap_or_else(|| "BedrockUsage".to_string())
 }
 
-/// Loads the AWS SDK config once (honours AWS_ENDPOINT_URL and per-service overrides).
-pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,32 +32,6 @@ impl Error {
             Error::Malformed { .. } => "Malformed".into(),
         }
     }
-
-    /// Builds an [`Error::Aws`] from any SDK error, classifying throttling and server faults.
-    pub fn from_sdk<E, R>(
-        service: &'static str,
-        operation: &'static str,
-        err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-    ) -> Self
-    where
-        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        use aws_smithy_runtime_api::client::result::SdkError;
-        let (code, message, retryable) = match &err {
-            SdkError::ServiceError(ctx) => {
-                let e = ctx.err();
-                let code = e.code().unwrap_or("Unknown").to_string();
-                let retryable = is_retryable_code(&code);
-                (code, e.message().unwrap_or_default().to_string(), retryable)
-            }
-            SdkError::TimeoutError(_) => ("Timeout".into(), "request timed out".into(), true),
-            SdkError::DispatchFailure(_) => ("Dispatch".into(), "connection failed".into(), true),
-            SdkError::ResponseError(_) => ("Response".into(), "unreadable response".into(), true),
-            _ => ("Construction".into(), "request could not be built".into(), false),
-        };
-        Error::Aws { service, operation, code, message, retryable }
-    }
 }
 
 /// Error codes AWS documents as transient.

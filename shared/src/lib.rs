@@ -2,7 +2,6 @@
 //! typed configuration, JSON logging and the EMF metrics emitter.
 
 pub mod action_group;
-pub mod agent;
 pub mod aws;
 pub mod config;
 pub mod domain;
@@ -15,5 +14,6 @@ pub mod retry;
 pub mod rollups;
 pub mod slack;
 pub mod telemetry;
+pub mod utf8;
 
 pub use error::{Error, Result};

@@ -554,18 +554,18 @@ async fn price_overrides_are_read_from_s3_and_validated() {
 
     let base = PriceTable::embedded();
     assert!(base.price("mistral.mistral-large-2407-v1:0").is_none());
-    let table = shared::pricing::source::with_override(base.clone(), "s3://tl-price-overrides/good.json", &s3)
+    let table = shared::aws::prices::with_override(base.clone(), "s3://tl-price-overrides/good.json", &s3)
         .await
         .expect("valid override");
     assert_eq!(table.price("us.mistral.mistral-large-2407-v1:0").map(|p| p.output), Some(6.0));
     assert!(table.version().ends_with("+acme-1"));
 
-    let e = shared::pricing::source::with_override(base.clone(), "s3://tl-price-overrides/bad.json", &s3)
+    let e = shared::aws::prices::with_override(base.clone(), "s3://tl-price-overrides/bad.json", &s3)
         .await
         .expect_err("invalid")
         .to_string();
     assert!(e.contains("PRICE_TABLE_OVERRIDE") && e.contains("models[0] (x.y)"), "{e}");
-    let e = shared::pricing::source::with_override(base, "s3://tl-price-overrides/missing.json", &s3)
+    let e = shared::aws::prices::with_override(base, "s3://tl-price-overrides/missing.json", &s3)
         .await
         .expect_err("missing")
         .to_string();

@@ -14,7 +14,7 @@ use shared::telemetry::{init_logging, Metrics};
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = ActionGroupConfig::from_env()?;
-    let sdk = shared::config::aws_sdk_config().await;
+    let sdk = shared::aws::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let handler = Handler {
         jira_credentials: Arc::new(SecretsManagerJiraCredentials::new(

@@ -20,7 +20,7 @@ use shared::telemetry::init_logging;
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
-    let sdk = shared::config::aws_sdk_config().await;
+    let sdk = shared::aws::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let rollups = Arc::new(DynamoDbRollups::new(dynamodb.clone(), &config.usage_table));
     let channel = match (&config.report_channel, &config.slack_secret_arn) {

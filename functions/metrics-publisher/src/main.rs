@@ -16,7 +16,7 @@ use shared::telemetry::{init_logging, metrics_level, Metrics};
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
-    let sdk = shared::config::aws_sdk_config().await;
+    let sdk = shared::aws::sdk_config().await;
     let level = metrics_level()?;
     let publisher = MetricsPublisher {
         conversations: Arc::new(DynamoDbConversations::new(

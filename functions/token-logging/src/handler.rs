@@ -28,7 +28,7 @@ pub struct Config {
 
 impl Config {
     /// Reads USAGE_TABLE and METRICS_NAMESPACE (PRICE_TABLE_OVERRIDE and
-    /// APPLICATION_INFERENCE_PROFILES are read by [`shared::pricing::source::load_configured`]).
+    /// APPLICATION_INFERENCE_PROFILES are read by [`shared::aws::prices::load_configured`]).
     pub fn from_env() -> shared::Result<Config> {
         Ok(Config { usage_table: required("USAGE_TABLE")?, metrics_namespace: metrics_namespace() })
     }

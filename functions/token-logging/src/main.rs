@@ -16,8 +16,8 @@ use token_logging::writer::WriterSettings;
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
-    let sdk = shared::config::aws_sdk_config().await;
-    let prices = shared::pricing::source::load_configured(&sdk).await?;
+    let sdk = shared::aws::sdk_config().await;
+    let prices = shared::aws::prices::load_configured(&sdk).await?;
     // The writer retries (and counts throttles for DynamoDBThrottles and the circuit breaker)
     // itself, so the SDK makes one attempt per call, each bounded in time.
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(

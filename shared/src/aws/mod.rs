@@ -6,6 +6,7 @@ pub mod dedup;
 pub mod feedback;
 pub mod firehose;
 pub mod ledger;
+pub mod prices;
 pub mod secrets;
 pub mod sqs;
 pub mod usage;
@@ -13,8 +14,42 @@ pub mod usage;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::error::is_retryable_code;
 use crate::retry::Backoff;
-use crate::Result;
+use crate::{Error, Result};
+
+/// Loads the AWS SDK config once (honours AWS_ENDPOINT_URL and per-service overrides).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+impl Error {
+    /// Builds an [`Error::Aws`] from any SDK error, classifying throttling and server faults.
+    pub fn from_sdk<E, R>(
+        service: &'static str,
+        operation: &'static str,
+        err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> Self
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        use aws_smithy_runtime_api::client::result::SdkError;
+        let (code, message, retryable) = match &err {
+            SdkError::ServiceError(ctx) => {
+                let e = ctx.err();
+                let code = e.code().unwrap_or("Unknown").to_string();
+                let retryable = is_retryable_code(&code);
+                (code, e.message().unwrap_or_default().to_string(), retryable)
+            }
+            SdkError::TimeoutError(_) => ("Timeout".into(), "request timed out".into(), true),
+            SdkError::DispatchFailure(_) => ("Dispatch".into(), "connection failed".into(), true),
+            SdkError::ResponseError(_) => ("Response".into(), "unreadable response".into(), true),
+            _ => ("Construction".into(), "request could not be built".into(), false),
+        };
+        Error::Aws { service, operation, code, message, retryable }
+    }
+}
 
 /// Retries `op` on retryable errors with jittered backoff (a few attempts, about a second).
 /// The SDK already retries each call; this covers the longer hiccups that outlast its budget.

@@ -1,6 +1,6 @@
 //! Model prices: a versioned table of Amazon Bedrock on-demand prices (USD per million tokens),
 //! shipped as data (`shared/pricing/bedrock-on-demand.json`) and overridable at deploy time
-//! ([`source`]). A model that is not in the table is **unpriced**: never a default price.
+//! ([`overrides`], loaded by [`crate::aws::prices`]). A model that is not in the table is **unpriced**: never a default price.
 //!
 //! Model ids are normalised before lookup, so every form Bedrock reports resolves to one entry:
 //!
@@ -17,7 +17,7 @@
 //! then without a trailing `-vN`, so keys such as `amazon.titan-embed-text-v2` (where the version
 //! is part of the model) and `anthropic.claude-3-haiku-20240307` both work.
 
-pub mod source;
+pub mod overrides;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -1,4 +1,4 @@
-use super::source::{with_application_profiles, OverrideLocation};
+use super::overrides::{with_application_profiles, OverrideLocation};
 use super::*;
 
 fn call(model: &str, input: u64, output: u64) -> ModelCall {

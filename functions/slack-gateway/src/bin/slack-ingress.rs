@@ -19,7 +19,7 @@ use slack_gateway::status::{QueuedStatus, StatusIndicator};
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = IngressConfig::from_env()?;
-    let sdk = shared::config::aws_sdk_config().await;
+    let sdk = shared::aws::sdk_config().await;
     let secrets: Arc<dyn SlackSecretSource> =
         Arc::new(SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.slack_secret_arn));
     let ingress = Ingress::new(

@@ -23,7 +23,7 @@ use slack_gateway::worker::{Worker, WorkerConfig};
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = WorkerConfig::from_env()?;
-    let sdk = shared::config::aws_sdk_config().await;
+    let sdk = shared::aws::sdk_config().await;
     let secrets: Arc<dyn SlackSecretSource> =
         Arc::new(SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.slack_secret_arn));
     let secret = secrets.load().await?;
@@ -58,7 +58,7 @@ async fn main() -> Result<(), Error> {
             agent_alias_id: config.agent_alias_id.clone(),
         }),
         spend: Arc::new(DynamoDbUsageReader::new(dynamodb, &config.usage_table)),
-        prices: Arc::new(shared::pricing::source::load_configured(&sdk).await?),
+        prices: Arc::new(shared::aws::prices::load_configured(&sdk).await?),
         metrics: Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
         settings: config.settings,
     };

@@ -4,7 +4,7 @@
 //! turn's tokens are the sum of what the stream reported, at the end and at every step on the
 //! way (what a caller cut off by a deadline records).
 //!
-//! CI runs [`CI_CASES`] cases; `PROPTEST_CASES=1000000 cargo test -p shared --lib agent::proptests`
+//! CI runs [`CI_CASES`] cases; `PROPTEST_CASES=1000000 cargo test --workspace --lib aws::agent::proptests`
 //! runs the long run.
 
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! Reading the Bedrock Agent event stream into an AgentTurn.
+//! Reading the Bedrock Agent (Classic) event stream into an AgentTurn.
 //!
 //! [`TurnCollector`] is fed the stream's items one by one, so a caller that loses the stream
 //! half-way can still ask what was spent ([`TurnCollector::spent`]). Conventions:
@@ -13,8 +13,6 @@
 //!   never came is kept with zero tokens, since the invocation was still billed.
 //! - Sources are named by the `sources` module (S3 basename, URL, ... with ` (p. N)`) and
 //!   de-duplicated in first-seen order.
-
-mod sources;
 
 use std::time::Instant;
 
@@ -304,7 +302,7 @@ impl TurnCollector {
 
     fn add_sources(&mut self, references: Option<&[RetrievedReference]>) {
         for reference in references.unwrap_or_default() {
-            push_unique(&mut self.sources, sources::source_name(reference));
+            push_unique(&mut self.sources, super::sources::source_name(reference));
         }
     }
 
@@ -417,45 +415,6 @@ fn push_unique(list: &mut Vec<String>, item: Option<String>) {
     }
 }
 
-/// Turns answer chunks (raw bytes, which may split a UTF-8 sequence) into text deltas: the
-/// incomplete tail of a chunk is held back until the next one completes it.
-#[derive(Debug, Default)]
-pub struct Utf8Deltas {
-    pending: Vec<u8>,
-}
-
-impl Utf8Deltas {
-    /// The text `bytes` complete (empty when they only start a character).
-    pub fn push(&mut self, bytes: &[u8]) -> String {
-        self.pending.extend_from_slice(bytes);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(_) => self.pending.len(),
-            // An invalid sequence (not just an unfinished one) is passed on, replaced.
-            Err(e) if e.error_len().is_some() => self.pending.len(),
-            Err(e) => e.valid_up_to(),
-        };
-        let done: Vec<u8> = self.pending.drain(..valid).collect();
-        String::from_utf8_lossy(&done).into_owned()
-    }
-}
-
 #[cfg(test)]
-mod proptests;
-#[cfg(test)]
+#[path = "collector_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-mod utf8_delta_tests {
-    use super::Utf8Deltas;
-
-    #[test]
-    fn split_characters_wait_for_their_end() {
-        let mut d = Utf8Deltas::default();
-        let bytes = "né✓".as_bytes();
-        assert_eq!(d.push(&bytes[..2]), "n");
-        assert_eq!(d.push(&bytes[2..4]), "é");
-        assert_eq!(d.push(&bytes[4..]), "✓");
-        assert_eq!(d.push(b"ok"), "ok");
-        assert_eq!(d.push(&[0xff, b'a']), "\u{fffd}a");
-    }
-}

@@ -17,11 +17,18 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::agent::{TurnCollector, Utf8Deltas};
+mod collector;
+#[cfg(test)]
+mod proptests;
+mod sources;
+
+pub use collector::TurnCollector;
+
 use crate::domain::{AgentTurn, ModelCall};
 use crate::ports::{
     AgentClient, AgentError, AgentErrorKind, AgentInputFile, AgentRequest, FileUseCase, SpentCalls, TextSink,
 };
+use crate::utf8::Utf8Deltas;
 
 /// The `code` of an error that cut the event stream half-way (connection lost, bad frame).
 pub const STREAM_INTERRUPTED: &str = "StreamInterrupted";

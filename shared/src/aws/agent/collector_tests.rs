@@ -113,7 +113,7 @@ fn s3_ref(uri: &str, page: Option<f64>) -> RetrievedReference {
         .location(location)
         .metadata("x-amz-bedrock-kb-source-uri", Document::String(uri.into()));
     if let Some(p) = page {
-        b = b.metadata(sources::PAGE_NUMBER_KEY, Document::Number(Number::Float(p)));
+        b = b.metadata(super::super::sources::PAGE_NUMBER_KEY, Document::Number(Number::Float(p)));
     }
     b.build()
 }
