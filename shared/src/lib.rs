@@ -7,6 +7,7 @@ pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod metric_names;
 pub mod ports;
 pub mod pricing;
