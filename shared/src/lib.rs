@@ -5,6 +5,7 @@ pub mod action_group;
 pub mod agent;
 pub mod aws;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod error;
 pub mod http;

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use action_group::handler::deadline_from_epoch_ms;
 use action_group::jira::{JiraClient, SecretsManagerJiraCredentials};
 use action_group::usage::DynamoDbUsageHistory;
 use action_group::{ActionGroupConfig, Handler};
@@ -29,7 +28,7 @@ async fn main() -> Result<(), Error> {
     };
     let handler = &handler;
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        let deadline = shared::deadline::from_epoch_ms(event.context.deadline);
         handler.handle(event.payload, deadline).await
     }))
     .await

@@ -1,7 +1,7 @@
 //! Lambda entry point of token-logging (SQS usage queue, partial batch failures).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
@@ -35,15 +35,8 @@ async fn main() -> Result<(), Error> {
     );
     let logger = &logger;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = deadline_instant(event.context.deadline);
+        let deadline = shared::deadline::from_epoch_ms(event.context.deadline);
         Ok::<_, Error>(logger.handle_batch(event.payload, deadline).await)
     }))
     .await
-}
-
-/// Converts the runtime's deadline (epoch ms) into an Instant.
-fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let left = (deadline_ms as i64).checked_sub(now_ms)?;
-    (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64))
 }
