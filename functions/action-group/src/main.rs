@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
         projects: config.jira_projects.clone(),
         usage: Arc::new(DynamoDbUsageReader::new(dynamodb.clone(), &config.usage_table)),
         usage_history: Arc::new(DynamoDbUsageHistory::new(dynamodb, &config.usage_table)),
-        metrics: Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
+        metrics: Metrics::from_env()?,
     };
     let handler = &handler;
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {

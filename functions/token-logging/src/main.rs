@@ -29,7 +29,7 @@ async fn main() -> Result<(), Error> {
     let logger = TokenLogger::new(
         Arc::new(DynamoDbLedger::new(dynamodb, &config.usage_table)),
         prices,
-        Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
+        Metrics::from_env()?,
         &config.usage_table,
         WriterSettings::default(),
     );

@@ -58,7 +58,7 @@ async fn main() -> Result<(), Error> {
         }),
         spend: Arc::new(DynamoDbUsageReader::new(dynamodb, &config.usage_table)),
         prices: Arc::new(shared::pricing::source::load_configured(&sdk).await?),
-        metrics: Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
+        metrics: Metrics::from_env()?,
         settings: config.settings,
     };
     let worker = &worker;
