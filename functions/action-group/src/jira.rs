@@ -4,7 +4,8 @@
 //! The credentials come from a secret read on every invocation (a rotation takes effect at once)
 //! and travel only in a sensitive `Authorization: Basic` header. Every call is a read, so every
 //! failure that may pass is retried: 429 after the `Retry-After` Jira asks for, 5xx and transport
-//! failures with jittered backoff, always within the invocation's deadline.
+//! failures with jittered backoff, always within the invocation's deadline. The retry loop and
+//! the client are [`shared::http`]'s; this module decides what each Jira answer means.
 
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,8 @@
 //! refused token (`invalid_auth`, `token_revoked`, `not_authed`) makes the client re-read the
 //! secret (at most once a minute) and retry once with the new token: a rotation or a reinstall
 //! takes effect in warm containers. The bot token only ever travels in the `Authorization` header.
+//! The retry loop, the client and `Retry-After` (seconds or a date) are [`crate::http`]'s; this
+//! module decides what each Slack answer means.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
