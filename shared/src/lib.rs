@@ -4,8 +4,10 @@
 pub mod action_group;
 pub mod aws;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod ledger;
 pub mod metric_names;
 pub mod ports;

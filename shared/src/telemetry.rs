@@ -109,6 +109,12 @@ impl Metrics {
         Metrics { namespace: namespace.into(), level: MetricsLevel::Full, out: Arc::new(Mutex::new(std::io::stdout())) }
     }
 
+    /// Metrics to stdout in METRICS_NAMESPACE (default `BedrockUsage`) at METRICS_LEVEL, as every
+    /// function's `main` builds them once at init; a malformed level fails naming the variable.
+    pub fn from_env() -> crate::Result<Self> {
+        Ok(Metrics::stdout(crate::config::metrics_namespace()).at_level(metrics_level()?))
+    }
+
     /// Metrics into a shared buffer (tests read the lines back).
     pub fn capture(namespace: impl Into<String>) -> (Self, Arc<Mutex<Vec<u8>>>) {
         let buf = Arc::new(Mutex::new(Vec::new()));
@@ -331,15 +337,24 @@ mod tests {
 
     #[test]
     fn the_level_comes_from_metrics_level_and_a_bad_value_names_the_variable() {
-        // The only test of this binary that touches METRICS_LEVEL.
+        // The only test of this binary that touches METRICS_LEVEL or METRICS_NAMESPACE.
         std::env::remove_var("METRICS_LEVEL");
+        std::env::remove_var("METRICS_NAMESPACE");
         assert_eq!(metrics_level().unwrap(), MetricsLevel::Full);
+        let m = Metrics::from_env().unwrap();
+        assert_eq!((m.namespace(), m.level()), ("BedrockUsage", MetricsLevel::Full));
         std::env::set_var("METRICS_LEVEL", "essential");
+        std::env::set_var("METRICS_NAMESPACE", "Custom/NS");
         assert_eq!(metrics_level().unwrap(), MetricsLevel::Essential);
+        let m = Metrics::from_env().unwrap();
+        assert_eq!((m.namespace(), m.level()), ("Custom/NS", MetricsLevel::Essential));
         std::env::set_var("METRICS_LEVEL", "minimal");
         let e = metrics_level().unwrap_err().to_string();
         assert!(e.contains("METRICS_LEVEL") && e.contains("minimal"), "{e}");
+        let e = Metrics::from_env().unwrap_err().to_string();
+        assert!(e.contains("METRICS_LEVEL") && e.contains("minimal"), "{e}");
         std::env::remove_var("METRICS_LEVEL");
+        std::env::remove_var("METRICS_NAMESPACE");
     }
 
     /// What a subscriber filtered by `setting` lets through of a few events.

@@ -504,13 +504,6 @@ async fn within<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, tokio
     tokio::time::timeout(left.min(STORE_TIMEOUT), fut).await
 }
 
-/// The runtime's deadline (epoch milliseconds) as an Instant.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Option<Instant> {
-    let now_ms = Utc::now().timestamp_millis();
-    let left = i64::try_from(deadline_ms).ok()?.checked_sub(now_ms)?;
-    (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,14 +615,5 @@ mod tests {
         let d: Diagnostic = ActionGroupError::MalformedEvent("no apiPath".into()).into();
         assert_eq!(d.error_type, "MalformedEvent");
         assert!(d.error_message.contains("no apiPath"));
-    }
-
-    #[test]
-    fn deadlines_come_from_epoch_milliseconds() {
-        let in_ten = (Utc::now().timestamp_millis() + 10_000) as u64;
-        let d = deadline_from_epoch_ms(in_ten).unwrap();
-        let left = d.saturating_duration_since(Instant::now());
-        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10), "{left:?}");
-        assert!(deadline_from_epoch_ms(1).is_none());
     }
 }

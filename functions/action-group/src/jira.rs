@@ -4,24 +4,23 @@
 //! The credentials come from a secret read on every invocation (a rotation takes effect at once)
 //! and travel only in a sensitive `Authorization: Basic` header. Every call is a read, so every
 //! failure that may pass is retried: 429 after the `Retry-After` Jira asks for, 5xx and transport
-//! failures with jittered backoff, always within the invocation's deadline.
+//! failures with jittered backoff, always within the invocation's deadline. The retry loop and
+//! the client are [`shared::http`]'s; this module decides what each Jira answer means.
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use shared::http::{RateLimitWaits, RetryPolicy, Transport, Verdict};
 use shared::retry::Backoff;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Per attempt; the invocation's deadline bounds the whole call.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
-/// Short: pooled sockets die while a Lambda sandbox is frozen between invocations.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// An attempt with less time than this left is not started.
 const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 /// When a 429 comes without a usable `Retry-After`.
@@ -229,21 +228,13 @@ pub struct JiraClient {
 }
 
 /// What one attempt came to.
-enum Attempt {
-    Done(Value),
-    Fatal(JiraError),
-    RateLimited(Duration),
-    Transient(JiraError),
-}
+type Attempt = Verdict<Value, JiraError>;
 
 impl JiraClient {
     pub fn new() -> shared::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .user_agent(concat!("bedrock-slack-action-group/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| shared::Error::Config(format!("cannot build the Jira HTTP client: {e}")))?;
+        // No client-wide timeout: each attempt gets one that fits the invocation's deadline.
+        let user_agent = concat!("bedrock-slack-action-group/", env!("CARGO_PKG_VERSION"));
+        let http = shared::http::client("Jira", user_agent, None, shared::http::Redirects::Follow)?;
         Ok(JiraClient { http, backoff: Backoff::default(), request_timeout: DEFAULT_REQUEST_TIMEOUT })
     }
 
@@ -322,61 +313,44 @@ impl JiraClient {
         deadline: Instant,
     ) -> Result<Value, JiraError> {
         let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let mut attempt: u32 = 0;
-        let mut rate_limit_waits: u32 = 0;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < MIN_ATTEMPT {
-                return Err(JiraError::Timeout);
-            }
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .timeout(self.request_timeout.min(left))
-                .header(ACCEPT, "application/json")
-                .header(AUTHORIZATION, site.authorization.clone());
-            if let Some(bytes) = &body {
-                request = request.header(CONTENT_TYPE, "application/json").body(bytes.clone());
-            }
-            let outcome = match request.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let retry_after =
-                        response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                    match response.bytes().await {
-                        Ok(bytes) => classify(status, retry_after.as_deref(), &bytes),
-                        Err(e) => transport(&e),
+        // Every Jira call here is a read: safe to repeat whatever happened to the last attempt.
+        let policy = RetryPolicy {
+            deadline: Some(deadline),
+            reserve: MIN_ATTEMPT,
+            rate_limit_waits: RateLimitWaits::AtMost(MAX_RATE_LIMIT_WAITS),
+            ..RetryPolicy::new(self.backoff, true)
+        };
+        shared::http::retry(
+            &policy,
+            "jira",
+            || JiraError::Timeout,
+            |attempt| {
+                let left = attempt.time_left.unwrap_or(self.request_timeout);
+                let mut request = self
+                    .http
+                    .request(method.clone(), url.clone())
+                    .timeout(self.request_timeout.min(left))
+                    .header(ACCEPT, "application/json")
+                    .header(AUTHORIZATION, site.authorization.clone());
+                if let Some(bytes) = &body {
+                    request = request.header(CONTENT_TYPE, "application/json").body(bytes.clone());
+                }
+                async move {
+                    match request.send().await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let retry_after = shared::http::retry_after_header(&response);
+                            match response.bytes().await {
+                                Ok(bytes) => classify(status, retry_after.as_deref(), &bytes),
+                                Err(e) => transport(e),
+                            }
+                        }
+                        Err(e) => transport(e),
                     }
                 }
-                Err(e) => transport(&e),
-            };
-            let error = match outcome {
-                Attempt::Done(value) => return Ok(value),
-                Attempt::Fatal(error) => return Err(error),
-                Attempt::RateLimited(wait) => {
-                    let fits = Instant::now() + wait + MIN_ATTEMPT <= deadline;
-                    if !fits || rate_limit_waits >= MAX_RATE_LIMIT_WAITS {
-                        tracing::warn!(
-                            retry_after_ms = wait.as_millis() as u64,
-                            "jira rate limit outlasts the time left"
-                        );
-                        return Err(JiraError::RateLimited { retry_after: wait });
-                    }
-                    tracing::warn!(retry_after_ms = wait.as_millis() as u64, "jira rate limit; waiting as asked");
-                    rate_limit_waits += 1;
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                Attempt::Transient(error) => error,
-            };
-            let Some(delay) = self.backoff.next_delay(attempt, None, Some(deadline), MIN_ATTEMPT) else {
-                tracing::warn!(error = %error, attempts = attempt + 1, "jira call failed; giving up");
-                return Err(error);
-            };
-            tracing::warn!(error = %error, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, "jira call failed; retrying");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
+            },
+        )
+        .await
     }
 }
 
@@ -385,49 +359,31 @@ fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt {
     match status {
         200..=299 => match serde_json::from_slice::<Value>(body) {
             Ok(value) => Attempt::Done(value),
-            Err(_) => Attempt::Fatal(JiraError::Unexpected { status, reason: "the answer is not JSON".into() }),
+            Err(_) => Attempt::Permanent(JiraError::Unexpected { status, reason: "the answer is not JSON".into() }),
         },
-        401 | 403 => Attempt::Fatal(JiraError::Rejected { status }),
-        404 => Attempt::Fatal(JiraError::NotFound { message: jira_message(body) }),
-        400 => Attempt::Fatal(JiraError::BadRequest { message: jira_message(body) }),
-        429 => Attempt::RateLimited(parse_retry_after(retry_after)),
-        408 => Attempt::Transient(JiraError::Timeout),
-        500..=599 => Attempt::Transient(JiraError::Unavailable { status }),
-        _ => Attempt::Fatal(JiraError::Unexpected { status, reason: jira_message(body) }),
+        401 | 403 => Attempt::Permanent(JiraError::Rejected { status }),
+        404 => Attempt::Permanent(JiraError::NotFound { message: jira_message(body) }),
+        400 => Attempt::Permanent(JiraError::BadRequest { message: jira_message(body) }),
+        429 => {
+            let wait = shared::http::parse_retry_after(retry_after, DEFAULT_RETRY_AFTER);
+            Attempt::RateLimited { wait, error: JiraError::RateLimited { retry_after: wait } }
+        }
+        408 => Attempt::MaybeSent(JiraError::Timeout),
+        500..=599 => Attempt::MaybeSent(JiraError::Unavailable { status }),
+        _ => Attempt::Permanent(JiraError::Unexpected { status, reason: jira_message(body) }),
     }
 }
 
-/// A request that got no answer: all Jira calls here are reads, so it is safe to try again.
-fn transport(err: &reqwest::Error) -> Attempt {
-    if err.is_timeout() {
-        return Attempt::Transient(JiraError::Timeout);
+/// A request that got no answer (all Jira calls here are reads, so it is safe to try again).
+fn transport(err: reqwest::Error) -> Attempt {
+    let failure = Transport::from(err);
+    if failure.is_timeout() {
+        return failure.verdict(JiraError::Timeout);
     }
-    let kind = if err.is_connect() { "connection failed" } else { "connection lost" };
-    // The chain without the URL: it names only the site, but the message stays generic anyway.
-    tracing::debug!(error = %err_chain(err), kind, "jira transport failure");
-    Attempt::Transient(JiraError::Unreachable(kind.into()))
-}
-
-fn err_chain(err: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        parts.push(e.to_string());
-        source = e.source();
-    }
-    parts.join(": ")
-}
-
-/// `Retry-After` as seconds or an HTTP date; a default when absent or unreadable.
-fn parse_retry_after(header: Option<&str>) -> Duration {
-    let Some(value) = header.map(str::trim) else { return DEFAULT_RETRY_AFTER };
-    if let Ok(secs) = value.parse::<u64>() {
-        return Duration::from_secs(secs);
-    }
-    chrono::DateTime::parse_from_rfc2822(value)
-        .ok()
-        .map(|at| (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
-        .unwrap_or(DEFAULT_RETRY_AFTER)
+    let kind = if failure.is_connect() { "connection failed" } else { "connection lost" };
+    // The message stays generic; the detail (without the URL) only goes to the debug log.
+    tracing::debug!(error = %failure, kind, "jira transport failure");
+    failure.verdict(JiraError::Unreachable(kind.into()))
 }
 
 /// Jira's error messages (`errorMessages` and `errors`), joined and cut.
@@ -514,10 +470,10 @@ mod tests {
     #[test]
     fn classifies_jira_answers() {
         assert!(matches!(classify(200, None, br#"{"issues":[]}"#), Attempt::Done(_)));
-        assert!(matches!(classify(200, None, b"<html>"), Attempt::Fatal(JiraError::Unexpected { .. })));
-        assert!(matches!(classify(401, None, b""), Attempt::Fatal(JiraError::Rejected { status: 401 })));
-        assert!(matches!(classify(403, None, b""), Attempt::Fatal(JiraError::Rejected { status: 403 })));
-        let Attempt::Fatal(JiraError::BadRequest { message }) = classify(
+        assert!(matches!(classify(200, None, b"<html>"), Attempt::Permanent(JiraError::Unexpected { .. })));
+        assert!(matches!(classify(401, None, b""), Attempt::Permanent(JiraError::Rejected { status: 401 })));
+        assert!(matches!(classify(403, None, b""), Attempt::Permanent(JiraError::Rejected { status: 403 })));
+        let Attempt::Permanent(JiraError::BadRequest { message }) = classify(
             400,
             None,
             br#"{"errorMessages":["Error in the JQL Query: Expecting operator but got 'foo'."],"errors":{"jql":"bad"}}"#,
@@ -525,21 +481,16 @@ mod tests {
             panic!("400 is a bad request")
         };
         assert_eq!(message, "Error in the JQL Query: Expecting operator but got 'foo'.; jql: bad");
-        assert!(matches!(classify(404, None, b"{}"), Attempt::Fatal(JiraError::NotFound { .. })));
-        assert!(matches!(classify(429, Some("7"), b""), Attempt::RateLimited(d) if d == Duration::from_secs(7)));
-        assert!(matches!(classify(429, None, b""), Attempt::RateLimited(d) if d == DEFAULT_RETRY_AFTER));
-        assert!(matches!(classify(503, None, b""), Attempt::Transient(JiraError::Unavailable { status: 503 })));
-        assert!(matches!(classify(302, None, b""), Attempt::Fatal(JiraError::Unexpected { status: 302, .. })));
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(parse_retry_after(Some(" 3 ")), Duration::from_secs(3));
-        assert_eq!(parse_retry_after(Some("soon")), DEFAULT_RETRY_AFTER);
-        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), Duration::ZERO, "a date in the past");
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
-        let d = parse_retry_after(Some(&later));
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(matches!(classify(404, None, b"{}"), Attempt::Permanent(JiraError::NotFound { .. })));
+        assert!(
+            matches!(classify(429, Some("7"), b""), Attempt::RateLimited { wait, .. } if wait == Duration::from_secs(7))
+        );
+        assert!(
+            matches!(classify(429, None, b""), Attempt::RateLimited { wait, error: JiraError::RateLimited { retry_after } }
+            if wait == DEFAULT_RETRY_AFTER && retry_after == wait)
+        );
+        assert!(matches!(classify(503, None, b""), Attempt::MaybeSent(JiraError::Unavailable { status: 503 })));
+        assert!(matches!(classify(302, None, b""), Attempt::Permanent(JiraError::Unexpected { status: 302, .. })));
     }
 
     #[test]

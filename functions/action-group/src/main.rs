@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use action_group::handler::deadline_from_epoch_ms;
 use action_group::jira::{JiraClient, SecretsManagerJiraCredentials};
 use action_group::usage::DynamoDbUsageHistory;
 use action_group::{ActionGroupConfig, Handler};
@@ -25,11 +24,11 @@ async fn main() -> Result<(), Error> {
         projects: config.jira_projects.clone(),
         usage: Arc::new(DynamoDbUsageReader::new(dynamodb.clone(), &config.usage_table)),
         usage_history: Arc::new(DynamoDbUsageHistory::new(dynamodb, &config.usage_table)),
-        metrics: Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
+        metrics: Metrics::from_env()?,
     };
     let handler = &handler;
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        let deadline = shared::deadline::from_epoch_ms(event.context.deadline);
         handler.handle(event.payload, deadline).await
     }))
     .await

@@ -10,14 +10,16 @@ use metrics_publisher::usage_queue::{QueueDepth, SqsQueueDepth};
 use shared::aws::conversations::DynamoDbConversations;
 use shared::aws::firehose::FirehoseAnalytics;
 use shared::aws::sqs::SqsUsageSink;
-use shared::telemetry::{init_logging, metrics_level, Metrics};
+use shared::telemetry::{init_logging, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
     let sdk = shared::aws::sdk_config().await;
-    let level = metrics_level()?;
+    // Built once: its level is the one CloudWatch publishing must honour too.
+    let metrics = Metrics::from_env()?;
+    let level = metrics.level();
     let publisher = MetricsPublisher {
         conversations: Arc::new(DynamoDbConversations::new(
             aws_sdk_dynamodb::Client::new(&sdk),
@@ -37,7 +39,7 @@ async fn main() -> Result<(), Error> {
             after_ms: config.sweep_after_ms,
             max_turns: metrics_publisher::sweep::MAX_TURNS_PER_RUN,
             time_budget: metrics_publisher::sweep::SWEEP_TIME_BUDGET,
-            metrics: Metrics::stdout(&config.metrics_namespace).at_level(level),
+            metrics: metrics.clone(),
         }),
         usage_queue: config
             .usage_queue_url()

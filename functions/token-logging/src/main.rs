@@ -1,7 +1,7 @@
 //! Lambda entry point of token-logging (SQS usage queue, partial batch failures).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
@@ -29,21 +29,14 @@ async fn main() -> Result<(), Error> {
     let logger = TokenLogger::new(
         Arc::new(DynamoDbLedger::new(dynamodb, &config.usage_table)),
         prices,
-        Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
+        Metrics::from_env()?,
         &config.usage_table,
         WriterSettings::default(),
     );
     let logger = &logger;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = deadline_instant(event.context.deadline);
+        let deadline = shared::deadline::from_epoch_ms(event.context.deadline);
         Ok::<_, Error>(logger.handle_batch(event.payload, deadline).await)
     }))
     .await
-}
-
-/// Converts the runtime's deadline (epoch ms) into an Instant.
-fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let left = (deadline_ms as i64).checked_sub(now_ms)?;
-    (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64))
 }

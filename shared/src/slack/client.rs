@@ -7,16 +7,20 @@
 //! refused token (`invalid_auth`, `token_revoked`, `not_authed`) makes the client re-read the
 //! secret (at most once a minute) and retry once with the new token: a rotation or a reinstall
 //! takes effect in warm containers. The bot token only ever travels in the `Authorization` header.
+//! The retry loop, the client and `Retry-After` (seconds or a date) are [`crate::http`]'s; this
+//! module decides what each Slack answer means.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use crate::http::{RetryPolicy, Transport, Verdict};
 use crate::ports::{ChatClient, ChatError, SlackSecretSource, ThreadMessage};
 use crate::retry::Backoff;
 use crate::{Error, Result};
@@ -34,11 +38,10 @@ pub(crate) fn bearer(bot_token: &SecretString) -> Result<HeaderValue> {
     Ok(authorization)
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Per attempt; the worker's own deadline bounds the whole turn.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Short: pooled sockets die while a Lambda sandbox is frozen between invocations.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// Sent with every request to Slack (the Web API and file transfers).
+pub(crate) const USER_AGENT: &str = concat!("bedrock-slack-gateway/", env!("CARGO_PKG_VERSION"));
 /// The most time one call spends waiting out Slack's rate limits before giving up.
 pub const DEFAULT_MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 /// When a 429 comes without a usable `Retry-After`.
@@ -96,17 +99,8 @@ enum Payload<'a> {
     Query(&'a [(&'a str, String)]),
 }
 
-/// What one attempt came to.
-#[derive(Debug, PartialEq)]
-enum Attempt {
-    Done(Value),
-    /// Slack said no (or the answer made no sense): do not retry.
-    Fail(String),
-    /// Slack asked to wait this long before trying again.
-    RateLimited(Duration),
-    /// A transient failure (5xx, transport): retry if the call is safe to repeat.
-    Transient(String),
-}
+/// What one attempt came to; the error is Slack's code (or `http_<status>`, `transport`).
+type Attempt = Verdict<Value, String>;
 
 impl SlackWebClient {
     /// A client for the Web API at `api_base` (e.g. `https://slack.com/api`).
@@ -117,13 +111,7 @@ impl SlackWebClient {
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| Error::Config(format!("SLACK_API_BASE is not an http(s) URL: {trimmed:?}")))?;
         let authorization = bearer(&bot_token)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .user_agent(concat!("bedrock-slack-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the Slack HTTP client: {e}")))?;
+        let http = crate::http::client("Slack", USER_AGENT, Some(REQUEST_TIMEOUT), crate::http::Redirects::Follow)?;
         Ok(SlackWebClient {
             http,
             api_base,
@@ -269,31 +257,31 @@ impl SlackWebClient {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| fail("invalid_upload_url".into()))?;
-        let mut attempt = 0;
-        loop {
-            let sent = self
-                .http
-                .post(url.clone())
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(bytes.to_vec())
-                .send()
-                .await;
-            let error = match sent {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) if r.status().is_server_error() => format!("http_{}", r.status().as_u16()),
-                Ok(r) => return Err(fail(format!("http_{}", r.status().as_u16()))),
-                // Re-sending the same bytes to the same URL is harmless: the file is not shared yet.
-                Err(e) => match transport("files.upload_url", &e, true) {
-                    Attempt::Transient(t) => t,
-                    _ => "transport".into(),
-                },
-            };
-            match self.backoff.next_delay(attempt, None, None, Duration::ZERO) {
-                Some(d) => tokio::time::sleep(d).await,
-                None => return Err(fail(error)),
-            }
-            attempt += 1;
-        }
+        // Re-sending the same bytes to the same URL is harmless: the file is not shared yet.
+        let policy = RetryPolicy::new(self.backoff, true);
+        crate::http::retry(
+            &policy,
+            "files.upload_url",
+            || "timeout".to_string(),
+            |_| async {
+                let sent = self
+                    .http
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(bytes.to_vec())
+                    .send();
+                match sent.await {
+                    Ok(r) if r.status().is_success() => Verdict::Done(()),
+                    Ok(r) if r.status().is_server_error() => {
+                        Verdict::MaybeSent(format!("http_{}", r.status().as_u16()))
+                    }
+                    Ok(r) => Verdict::Permanent(format!("http_{}", r.status().as_u16())),
+                    Err(e) => transport("files.upload_url", e),
+                }
+            },
+        )
+        .await
+        .map_err(fail)
     }
 
     /// Calls `method`, retrying as the failure allows; `idempotent` calls are also retried after
@@ -326,136 +314,78 @@ impl SlackWebClient {
             }
         };
 
-        let mut attempt: u32 = 0;
-        let mut rate_limit_waited = Duration::ZERO;
-        let mut token_reread = false;
-        loop {
-            let request = match &body {
-                Some(bytes) => self
-                    .http
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, "application/json; charset=utf-8")
-                    .body(bytes.clone()),
-                None => self.http.get(url.clone()),
-            };
-            let authorization = self.authorization();
-            let request = request.header(AUTHORIZATION, authorization.clone());
-
-            let outcome = match request.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let retry_after =
-                        response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                    match response.bytes().await {
-                        Ok(bytes) => classify(status, retry_after.as_deref(), &bytes),
-                        Err(_) if status == 429 => classify(status, retry_after.as_deref(), b""),
-                        Err(e) => transport(method, &e, idempotent),
+        // A single attempt when impatient: a rate limit or a passing failure comes back at once.
+        let backoff = if patient { self.backoff } else { Backoff { max_attempts: 1, ..self.backoff } };
+        let policy =
+            RetryPolicy { max_rate_limit_wait: self.max_rate_limit_wait, ..RetryPolicy::new(backoff, idempotent) };
+        let token_reread = AtomicBool::new(false);
+        let sent = crate::http::retry(
+            &policy,
+            method,
+            || "timeout".to_string(),
+            |_| async {
+                loop {
+                    let request = match &body {
+                        Some(bytes) => self
+                            .http
+                            .post(url.clone())
+                            .header(CONTENT_TYPE, "application/json; charset=utf-8")
+                            .body(bytes.clone()),
+                        None => self.http.get(url.clone()),
+                    };
+                    let authorization = self.authorization();
+                    let request = request.header(AUTHORIZATION, authorization.clone());
+                    let verdict = match request.send().await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let retry_after = crate::http::retry_after_header(&response);
+                            match response.bytes().await {
+                                Ok(bytes) => classify(status, retry_after.as_deref(), &bytes),
+                                Err(_) if status == 429 => classify(status, retry_after.as_deref(), b""),
+                                Err(e) => transport(method, e),
+                            }
+                        }
+                        Err(e) => transport(method, e),
+                    };
+                    // A refused token reached nothing, so even a post may be sent again, once.
+                    if let Verdict::Permanent(error) = &verdict {
+                        if !token_reread.load(Ordering::Relaxed)
+                            && fail(error).is_auth_failure()
+                            && self.refresh_token(&authorization).await
+                        {
+                            token_reread.store(true, Ordering::Relaxed);
+                            continue;
+                        }
                     }
+                    return verdict;
                 }
-                Err(e) => transport(method, &e, idempotent),
-            };
-
-            let (error, delay) = match outcome {
-                Attempt::Done(value) => return Ok(value),
-                Attempt::Fail(error) => {
-                    // A refused token reached nothing, so even a post may be sent again.
-                    if !token_reread && fail(&error).is_auth_failure() && self.refresh_token(&authorization).await {
-                        token_reread = true;
-                        continue;
-                    }
-                    return Err(fail(&error));
-                }
-                Attempt::RateLimited(_) if !patient => return Err(fail("ratelimited")),
-                Attempt::Transient(error) if !patient => return Err(fail(&error)),
-                // Slack may have acted on it before failing: only the caller can tell whether to repeat.
-                Attempt::Transient(error) if !idempotent && error.starts_with("http_") => {
-                    tracing::warn!(slack_method = method, error = %error, "slack call failed; not repeated (not idempotent)");
-                    return Err(fail(&error));
-                }
-                Attempt::RateLimited(wait) => {
-                    if rate_limit_waited + wait > self.max_rate_limit_wait {
-                        tracing::warn!(
-                            slack_method = method,
-                            retry_after_s = wait.as_secs(),
-                            "slack rate limit outlasts the wait budget"
-                        );
-                        return Err(fail("ratelimited"));
-                    }
-                    let delay = self.backoff.next_delay(attempt, Some(wait), None, Duration::ZERO);
-                    if let Some(d) = delay {
-                        rate_limit_waited += d;
-                    }
-                    ("ratelimited".to_string(), delay)
-                }
-                Attempt::Transient(error) => {
-                    let delay = self.backoff.next_delay(attempt, None, None, Duration::ZERO);
-                    (error, delay)
-                }
-            };
-            let Some(delay) = delay else {
-                tracing::warn!(slack_method = method, error = %error, attempts = attempt + 1, "slack call failed; giving up");
-                return Err(fail(&error));
-            };
-            tracing::warn!(
-                slack_method = method,
-                error = %error,
-                attempt = attempt + 1,
-                delay_ms = delay.as_millis() as u64,
-                "slack call failed; retrying"
-            );
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
+            },
+        )
+        .await;
+        sent.map_err(|error| fail(&error))
     }
 }
 
 /// A request that got no usable answer. Only a failed connection proves the request never
-/// reached Slack; anything else is retried only for idempotent calls.
-fn transport(method: &'static str, err: &reqwest::Error, idempotent: bool) -> Attempt {
-    let kind = if err.is_timeout() {
-        "timeout"
-    } else if err.is_connect() {
-        "connect"
-    } else {
-        "io"
-    };
-    // Without the URL: a GET's query names the channel; nothing here carries the token.
-    tracing::debug!(slack_method = method, kind, error = %DisplayWithoutUrl(err), "slack transport failure");
-    if idempotent || err.is_connect() {
-        Attempt::Transient("transport".into())
-    } else {
-        Attempt::Fail("transport".into())
-    }
-}
-
-struct DisplayWithoutUrl<'a>(&'a reqwest::Error);
-
-impl std::fmt::Display for DisplayWithoutUrl<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(self.0);
-        let mut first = true;
-        while let Some(e) = source {
-            if !first {
-                f.write_str(": ")?;
-            }
-            write!(f, "{e}")?;
-            first = false;
-            source = e.source();
-        }
-        if first {
-            f.write_str("request failed")?;
-        }
-        Ok(())
-    }
+/// reached Slack; anything else is repeated only for idempotent calls.
+fn transport<T>(method: &'static str, err: reqwest::Error) -> Verdict<T, String> {
+    let failure = Transport::from(err);
+    tracing::debug!(slack_method = method, kind = failure.kind(), error = %failure, "slack transport failure");
+    failure.verdict("transport".into())
 }
 
 /// Interprets one HTTP answer from the Web API.
 fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt {
+    let rate_limited = || Attempt::RateLimited {
+        wait: crate::http::parse_retry_after(retry_after, DEFAULT_RETRY_AFTER),
+        error: "ratelimited".into(),
+    };
     if status == 429 {
-        return Attempt::RateLimited(parse_retry_after(retry_after));
+        return rate_limited();
     }
+    // Slack may have acted on it before failing.
     if (500..600).contains(&status) {
-        return Attempt::Transient(format!("http_{status}"));
+        return Attempt::MaybeSent(format!("http_{status}"));
     }
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let slack_error = parsed
@@ -463,24 +393,15 @@ fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt {
         .filter(|v| v.get("ok") == Some(&Value::Bool(false)))
         .map(|v| v.get("error").and_then(Value::as_str).unwrap_or("unknown_error").to_string());
     if let Some(error) = slack_error {
-        return if error == "ratelimited" {
-            Attempt::RateLimited(parse_retry_after(retry_after))
-        } else {
-            Attempt::Fail(error)
-        };
+        return if error == "ratelimited" { rate_limited() } else { Attempt::Permanent(error) };
     }
     if !(200..300).contains(&status) {
-        return Attempt::Fail(format!("http_{status}"));
+        return Attempt::Permanent(format!("http_{status}"));
     }
     match parsed {
         Some(value) if value.get("ok") == Some(&Value::Bool(true)) => Attempt::Done(value),
-        _ => Attempt::Fail("invalid_response".into()),
+        _ => Attempt::Permanent("invalid_response".into()),
     }
-}
-
-/// `Retry-After` in seconds (Slack sends an integer); a default when absent or unreadable.
-fn parse_retry_after(header: Option<&str>) -> Duration {
-    header.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(DEFAULT_RETRY_AFTER)
 }
 
 /// Reaction names are sent without the surrounding colons.
@@ -654,24 +575,38 @@ mod tests {
         assert_eq!(ok, Attempt::Done(json!({"ok": true, "ts": "1.2"})));
         assert_eq!(
             classify(200, None, br#"{"ok":false,"error":"channel_not_found"}"#),
-            Attempt::Fail("channel_not_found".into())
+            Attempt::Permanent("channel_not_found".into())
         );
-        assert_eq!(classify(200, None, br#"{"ok":false}"#), Attempt::Fail("unknown_error".into()));
+        assert_eq!(classify(200, None, br#"{"ok":false}"#), Attempt::Permanent("unknown_error".into()));
         assert_eq!(
             classify(200, Some("7"), br#"{"ok":false,"error":"ratelimited"}"#),
-            Attempt::RateLimited(Duration::from_secs(7))
+            Attempt::RateLimited { wait: Duration::from_secs(7), error: "ratelimited".into() }
         );
-        assert_eq!(classify(429, Some("3"), b""), Attempt::RateLimited(Duration::from_secs(3)));
-        assert_eq!(classify(429, Some("soon"), b""), Attempt::RateLimited(DEFAULT_RETRY_AFTER));
-        assert_eq!(classify(429, None, b""), Attempt::RateLimited(DEFAULT_RETRY_AFTER));
-        assert_eq!(classify(503, None, b"<html>"), Attempt::Transient("http_503".into()));
-        assert_eq!(classify(500, None, br#"{"ok":true}"#), Attempt::Transient("http_500".into()));
-        assert_eq!(classify(404, None, b"not found"), Attempt::Fail("http_404".into()));
+        assert_eq!(
+            classify(429, Some("3"), b""),
+            Attempt::RateLimited { wait: Duration::from_secs(3), error: "ratelimited".into() }
+        );
+        assert_eq!(
+            classify(429, Some("soon"), b""),
+            Attempt::RateLimited { wait: DEFAULT_RETRY_AFTER, error: "ratelimited".into() }
+        );
+        assert_eq!(
+            classify(429, None, b""),
+            Attempt::RateLimited { wait: DEFAULT_RETRY_AFTER, error: "ratelimited".into() }
+        );
+        let past = Some("Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(
+            classify(429, past, b""),
+            Attempt::RateLimited { wait: Duration::ZERO, error: "ratelimited".into() }
+        );
+        assert_eq!(classify(503, None, b"<html>"), Attempt::MaybeSent("http_503".into()));
+        assert_eq!(classify(500, None, br#"{"ok":true}"#), Attempt::MaybeSent("http_500".into()));
+        assert_eq!(classify(404, None, b"not found"), Attempt::Permanent("http_404".into()));
         assert_eq!(
             classify(400, None, br#"{"ok":false,"error":"invalid_arguments"}"#),
-            Attempt::Fail("invalid_arguments".into())
+            Attempt::Permanent("invalid_arguments".into())
         );
-        assert_eq!(classify(200, None, b"<html>"), Attempt::Fail("invalid_response".into()));
+        assert_eq!(classify(200, None, b"<html>"), Attempt::Permanent("invalid_response".into()));
     }
 
     #[test]

@@ -17,17 +17,14 @@ use secrecy::SecretString;
 
 use crate::ports::{ChatError, DownloadedFile, FileFetchError, FileTransfer};
 use crate::slack::client::{FileUpload, SlackWebClient};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Slack's file hosts: where `url_private` and `url_private_download` point.
 pub const DEFAULT_FILE_HOSTS: &[&str] = &["files.slack.com", "files-edu.slack.com"];
 /// A Slack download needs at most a redirect or two (e.g. to a regional host).
 pub const MAX_REDIRECTS: usize = 3;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// One request (headers and the whole body) of a download.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Short: pooled sockets die while a Lambda sandbox is frozen between invocations.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// One allowed host, with the port it must be reached on (`None` = the scheme's default).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,15 +136,13 @@ impl SlackFileFetcher {
     /// A fetcher sending `bot_token` to `hosts` only.
     pub fn new(bot_token: &SecretString, hosts: FileHosts) -> Result<Self> {
         let authorization = crate::slack::client::bearer(bot_token)?;
-        let http = reqwest::Client::builder()
-            // Every redirect is re-checked against the allow-list before it is followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(DOWNLOAD_TIMEOUT)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .user_agent(concat!("bedrock-slack-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the Slack file HTTP client: {e}")))?;
+        // Every redirect is re-checked against the allow-list before it is followed.
+        let http = crate::http::client(
+            "Slack file",
+            crate::slack::client::USER_AGENT,
+            Some(DOWNLOAD_TIMEOUT),
+            crate::http::Redirects::Manual,
+        )?;
         Ok(SlackFileFetcher { http, authorization, hosts })
     }
 
@@ -163,7 +158,7 @@ impl SlackFileFetcher {
                 .header(AUTHORIZATION, self.authorization.clone())
                 .send()
                 .await
-                .map_err(|e| transport(&e))?;
+                .map_err(transport)?;
             let status = response.status();
             if status.is_redirection() {
                 let location = response
@@ -197,7 +192,7 @@ async fn read_limited(
     let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let capacity = response.content_length().unwrap_or(0).min(max_bytes);
     let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport(&e))? {
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
         if (bytes.len() + chunk.len()) as u64 > max_bytes {
             return Err(too_large);
         }
@@ -206,15 +201,9 @@ async fn read_limited(
     Ok(DownloadedFile { bytes, content_type })
 }
 
-/// Without the URL or the error's text: neither may reach a log with a file path in it.
-fn transport(err: &reqwest::Error) -> FileFetchError {
-    FileFetchError::Transport(if err.is_timeout() {
-        "timeout"
-    } else if err.is_connect() {
-        "connect"
-    } else {
-        "io"
-    })
+/// Only the kind: not even the error's text (without the URL) is kept for a file download.
+fn transport(err: reqwest::Error) -> FileFetchError {
+    FileFetchError::Transport(crate::http::Transport::from(err).kind())
 }
 
 /// [`FileTransfer`] over Slack: guarded downloads, uploads with the external upload flow.

@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
         secrets.clone(),
         Arc::new(DynamoDbDedup::new(aws_sdk_dynamodb::Client::new(&sdk), &config.dedup_table)),
         Arc::new(SqsWorkQueue::new(aws_sdk_sqs::Client::new(&sdk), &config.work_queue_url)),
-        Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
+        Metrics::from_env()?,
     )
     .await?
     .with_feedback(config.feedback.clone());

@@ -1,7 +1,6 @@
 //! Lambda entry point of slack-worker (SQS FIFO event source, partial batch failures).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -59,20 +58,13 @@ async fn main() -> Result<(), Error> {
         }),
         spend: Arc::new(DynamoDbUsageReader::new(dynamodb, &config.usage_table)),
         prices: Arc::new(shared::aws::prices::load_configured(&sdk).await?),
-        metrics: Metrics::stdout(&config.metrics_namespace).at_level(shared::telemetry::metrics_level()?),
+        metrics: Metrics::from_env()?,
         settings: config.settings,
     };
     let worker = &worker;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = deadline_instant(event.context.deadline);
+        let deadline = shared::deadline::from_epoch_ms(event.context.deadline);
         Ok::<_, Error>(worker.handle_batch(event.payload, deadline).await)
     }))
     .await
-}
-
-/// Converts the runtime's deadline (epoch ms) into an Instant.
-fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let left = (deadline_ms as i64).checked_sub(now_ms)?;
-    (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64))
 }
