@@ -8,7 +8,7 @@ use shared::aws::agent::BedrockAgent;
 use shared::aws::conversations::DynamoDbConversations;
 use shared::aws::dedup::DynamoDbDedup;
 use shared::aws::firehose::FirehoseAnalytics;
-use shared::aws::secrets::SecretsManagerSlackSecret;
+use shared::aws::secrets::JsonSecret;
 use shared::aws::sqs::{SqsUsageSink, SqsWorkQueue};
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::slack::client::SlackWebClient;
@@ -65,7 +65,7 @@ impl Gateway {
             GatewayResources::create(&sdk, prefix).await.unwrap_or_else(|e| panic!("creating resources: {e:?}"));
         let (metrics, emf) = Metrics::capture("BedrockUsage");
         let ingress = Ingress::new(
-            Arc::new(SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &resources.secret_arn)),
+            Arc::new(JsonSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &resources.secret_arn)),
             Arc::new(DynamoDbDedup::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.dedup_table)),
             Arc::new(SqsWorkQueue::new(aws_sdk_sqs::Client::new(&sdk), &resources.work_queue_url)),
             metrics.clone(),

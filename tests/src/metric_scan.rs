@@ -67,10 +67,21 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The code of a file without its `#[cfg(test)]` part and comments.
 pub(crate) fn production_code(text: &str) -> String {
-    let code = match text.find("#[cfg(test)]") {
-        Some(i) => &text[..i],
-        None => text,
-    };
+    // A test-only `mod x;` declaration is skipped; the first test-only block ends the code.
+    let mut code = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("#[cfg(test)]") {
+        code.push_str(&rest[..i]);
+        let after = &rest[i + "#[cfg(test)]".len()..];
+        let next = after.trim_start();
+        let declaration = next.lines().next().unwrap_or_default().trim();
+        if declaration.starts_with("mod ") && declaration.ends_with(';') {
+            rest = &next[next.find(';').map_or(next.len(), |e| e + 1)..];
+        } else {
+            rest = "";
+        }
+    }
+    code.push_str(rest);
     code.lines()
         .map(|l| match l.find("//") {
             // Keep `//` inside string literals (URLs): only cut when it starts the code's comment.
@@ -371,6 +382,13 @@ mod tests {
 
     fn src(emitter: &str, text: &str) -> Sources {
         vec![(emitter.to_string(), format!("functions/{emitter}/src/x.rs"), text.to_string())]
+    }
+
+    #[test]
+    fn a_test_only_module_declaration_does_not_end_the_production_code() {
+        let code = "mod a;\n#[cfg(test)]\nmod proptests;\nfn kept() {}\n#[cfg(test)]\nmod tests { fn gone() {} }\n";
+        let p = production_code(code);
+        assert!(p.contains("fn kept") && !p.contains("proptests") && !p.contains("gone"), "{p}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use action_group::handler::Handler;
-use action_group::jira::{JiraClient, SecretsManagerJiraCredentials};
+use action_group::jira::JiraClient;
 use action_group::jql::Projects;
 use action_group::routes::ROUTES;
 use action_group::usage::DynamoDbUsageHistory;
@@ -21,6 +21,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use shared::action_group::{ActionGroupEvent, ActionGroupResponse, ResponseState};
+use shared::aws::secrets::JsonSecret;
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::retry::Backoff;
 use shared::rollups::{Spend, SPEND_ATTRIBUTES};
@@ -124,7 +125,7 @@ impl Stack {
             .unwrap_or_else(|e| panic!("creating the usage table: {e:?}"));
         let (metrics, emf) = Metrics::capture("BedrockUsage");
         let handler = Handler {
-            jira_credentials: Arc::new(SecretsManagerJiraCredentials::new(secrets, &secret_arn)),
+            jira_credentials: Arc::new(JsonSecret::new(secrets, &secret_arn)),
             jira: JiraClient::new().expect("jira client").with_backoff(Backoff {
                 base: Duration::from_millis(20),
                 cap: Duration::from_millis(100),

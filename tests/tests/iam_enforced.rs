@@ -15,7 +15,7 @@
 
 use aws_config::SdkConfig;
 use shared::aws::dedup::DynamoDbDedup;
-use shared::aws::secrets::SecretsManagerSlackSecret;
+use shared::aws::secrets::JsonSecret;
 use shared::aws::sqs::SqsWorkQueue;
 use shared::telemetry::Metrics;
 use slack_gateway::ingress::Ingress;
@@ -112,7 +112,7 @@ fn ingress_actions() -> Vec<String> {
 
 async fn ingress(user: &SdkConfig, r: &GatewayResources, queue_url: &str) -> Ingress {
     Ingress::new(
-        Arc::new(SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(user), &r.secret_arn)),
+        Arc::new(JsonSecret::new(aws_sdk_secretsmanager::Client::new(user), &r.secret_arn)),
         Arc::new(DynamoDbDedup::new(aws_sdk_dynamodb::Client::new(user), &r.dedup_table)),
         Arc::new(SqsWorkQueue::new(aws_sdk_sqs::Client::new(user), queue_url)),
         Metrics::capture("BedrockUsage").0,

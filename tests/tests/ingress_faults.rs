@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_lambda_events::event::lambda_function_urls::{LambdaFunctionUrlRequest, LambdaFunctionUrlResponse};
 use aws_sdk_dynamodb::types::AttributeValue;
 use shared::aws::dedup::DynamoDbDedup;
-use shared::aws::secrets::SecretsManagerSlackSecret;
+use shared::aws::secrets::JsonSecret;
 use shared::aws::sqs::SqsWorkQueue;
 use shared::telemetry::Metrics;
 use slack_gateway::ingress::Ingress;
@@ -26,10 +26,7 @@ async fn gateway_behind_proxy(prefix: &str) -> (Gateway, Ingress, FaultProxy) {
     let faulty = proxy.sdk_config();
     let (metrics, _) = Metrics::capture("BedrockUsage");
     let ingress = Ingress::new(
-        Arc::new(SecretsManagerSlackSecret::new(
-            aws_sdk_secretsmanager::Client::new(&gw.sdk),
-            &gw.resources.secret_arn,
-        )),
+        Arc::new(JsonSecret::new(aws_sdk_secretsmanager::Client::new(&gw.sdk), &gw.resources.secret_arn)),
         Arc::new(DynamoDbDedup::new(aws_sdk_dynamodb::Client::new(&faulty), &gw.resources.dedup_table)),
         Arc::new(SqsWorkQueue::new(aws_sdk_sqs::Client::new(&faulty), &gw.resources.work_queue_url)),
         metrics,

@@ -16,6 +16,7 @@ use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use shared::aws::secrets::JsonSecret;
 use shared::http::{RateLimitWaits, RetryPolicy, Transport, Verdict};
 use shared::retry::Backoff;
 
@@ -57,22 +58,10 @@ pub trait JiraCredentialSource: Send + Sync {
 }
 
 /// The Jira secret in Secrets Manager (JIRA_SECRET_ARN).
-#[derive(Debug, Clone)]
-pub struct SecretsManagerJiraCredentials {
-    client: aws_sdk_secretsmanager::Client,
-    arn: String,
-}
-
-impl SecretsManagerJiraCredentials {
-    pub fn new(client: aws_sdk_secretsmanager::Client, arn: impl Into<String>) -> Self {
-        SecretsManagerJiraCredentials { client, arn: arn.into() }
-    }
-}
-
 #[async_trait]
-impl JiraCredentialSource for SecretsManagerJiraCredentials {
+impl JiraCredentialSource for JsonSecret {
     async fn load(&self) -> shared::Result<JiraCredentials> {
-        shared::aws::secrets::read_json_secret(&self.client, &self.arn).await
+        self.read().await
     }
 }
 

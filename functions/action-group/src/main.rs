@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use action_group::jira::{JiraClient, SecretsManagerJiraCredentials};
+use action_group::jira::JiraClient;
 use action_group::usage::DynamoDbUsageHistory;
 use action_group::{ActionGroupConfig, Handler};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::aws::secrets::JsonSecret;
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::telemetry::{init_logging, Metrics};
 
@@ -16,10 +17,7 @@ async fn main() -> Result<(), Error> {
     let sdk = shared::aws::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let handler = Handler {
-        jira_credentials: Arc::new(SecretsManagerJiraCredentials::new(
-            aws_sdk_secretsmanager::Client::new(&sdk),
-            &config.jira_secret_arn,
-        )),
+        jira_credentials: Arc::new(JsonSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.jira_secret_arn)),
         jira: JiraClient::new()?,
         projects: config.jira_projects.clone(),
         usage: Arc::new(DynamoDbUsageReader::new(dynamodb.clone(), &config.usage_table)),

@@ -233,113 +233,6 @@ impl Compactor<'_> {
     }
 }
 
-/// The analytics bucket in S3.
-#[derive(Debug, Clone)]
-pub struct S3Archive {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-}
-
-impl S3Archive {
-    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
-        S3Archive { client, bucket: bucket.into() }
-    }
-}
-
-#[async_trait]
-impl ArchiveObjects for S3Archive {
-    async fn list(&self, prefix: &str) -> shared::Result<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| shared::Error::from_sdk("s3", "ListObjectsV2", e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
-        }
-        keys.sort();
-        Ok(keys)
-    }
-
-    async fn get(&self, key: &str) -> shared::Result<Option<Vec<u8>>> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => {
-                let bytes = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| shared::Error::Malformed { what: "S3 object body", reason: e.to_string() })?;
-                Ok(Some(bytes.into_bytes().to_vec()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(shared::Error::from_sdk("s3", "GetObject", e)),
-        }
-    }
-
-    async fn put(&self, key: &str, body: Vec<u8>) -> shared::Result<()> {
-        crate::handler::put_json(&self.client, &self.bucket, key, body).await
-    }
-
-    async fn copy(&self, from: &str, to: &str) -> shared::Result<()> {
-        self.client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(to)
-            .copy_source(format!("{}/{}", self.bucket, urlencode_key(from)))
-            .send()
-            .await
-            .map_err(|e| shared::Error::from_sdk("s3", "CopyObject", e))?;
-        Ok(())
-    }
-
-    async fn delete(&self, keys: &[String]) -> shared::Result<()> {
-        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-        for chunk in keys.chunks(1000) {
-            let objects = chunk
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| shared::Error::Malformed { what: "S3 delete request", reason: e.to_string() })?;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| shared::Error::Malformed { what: "S3 delete request", reason: e.to_string() })?;
-            let out = self
-                .client
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| shared::Error::from_sdk("s3", "DeleteObjects", e))?;
-            if let Some(first) = out.errors().first() {
-                return Err(shared::Error::Malformed {
-                    what: "S3 DeleteObjects answer",
-                    reason: format!(
-                        "{} of {} keys not deleted, first {:?}: {:?}",
-                        out.errors().len(),
-                        chunk.len(),
-                        first.key(),
-                        first.code()
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A key as CopyObject's `x-amz-copy-source` wants it (path segments percent-encoded).
-fn urlencode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -528,6 +421,5 @@ mod tests {
     fn paths_and_dates_are_quoted() {
         let sql = unload_sql("events", "b", day(), &["events/dt=2026-11-22/o'brien".into()], "compaction/x/");
         assert!(sql.contains("'s3://b/events/dt=2026-11-22/o''brien'"), "{sql}");
-        assert_eq!(urlencode_key("events/dt=2026-11-22/a b+c.parquet"), "events/dt%3D2026-11-22/a%20b%2Bc.parquet");
     }
 }

@@ -75,45 +75,6 @@ impl ReportChannel for SlackWebClient {
     }
 }
 
-/// The report in S3.
-#[derive(Debug, Clone)]
-pub struct S3ReportStore {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-}
-
-impl S3ReportStore {
-    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
-        S3ReportStore { client, bucket: bucket.into() }
-    }
-}
-
-#[async_trait]
-impl ReportStore for S3ReportStore {
-    async fn put(&self, key: &str, body: Vec<u8>) -> shared::Result<()> {
-        put_json(&self.client, &self.bucket, key, body).await
-    }
-}
-
-/// Writes one JSON object (a report, a compaction plan) to the analytics bucket.
-pub(crate) async fn put_json(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    body: Vec<u8>,
-) -> shared::Result<()> {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type("application/json")
-        .body(body.into())
-        .send()
-        .await
-        .map_err(|e| shared::Error::from_sdk("s3", "PutObject", e))?;
-    Ok(())
-}
-
 /// The S3 key of a day's report.
 pub fn report_key(date: NaiveDate) -> String {
     format!("reports/daily/{}.json", date.format("%Y-%m-%d"))

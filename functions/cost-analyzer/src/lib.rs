@@ -4,7 +4,7 @@
 //! The entry point is [`handler`]; [`report`] builds the report and [`chart`] draws it; [`api`]
 //! routes and answers the admin API (its OpenAPI document is `openapi/admin.json`); [`store`]
 //! reads the rollups, [`audit`] keeps the audit log, [`athena`] runs queries, [`compact`] rewrites
-//! each day of the event archive as one object.
+//! each day of the event archive as one object; [`s3`] holds the bucket's adapters.
 
 pub mod api;
 pub mod athena;
@@ -14,6 +14,7 @@ pub mod compact;
 pub mod config;
 pub mod handler;
 pub mod report;
+pub mod s3;
 pub mod store;
 
 pub use config::Config;

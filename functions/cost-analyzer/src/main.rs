@@ -6,12 +6,12 @@ use std::time::Duration;
 use cost_analyzer::api::AdminApi;
 use cost_analyzer::athena::AthenaAnalytics;
 use cost_analyzer::audit::DynamoDbAuditLog;
-use cost_analyzer::compact::S3Archive;
-use cost_analyzer::handler::{ArchiveCompaction, ReportChannel, S3ReportStore};
+use cost_analyzer::handler::{ArchiveCompaction, ReportChannel};
+use cost_analyzer::s3::{S3Archive, S3ReportStore};
 use cost_analyzer::store::DynamoDbRollups;
 use cost_analyzer::{Config, CostAnalyzer};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use shared::aws::secrets::SecretsManagerSlackSecret;
+use shared::aws::secrets::JsonSecret;
 use shared::ports::SlackSecretSource;
 use shared::slack::client::SlackWebClient;
 use shared::telemetry::init_logging;
@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
     let channel = match (&config.report_channel, &config.slack_secret_arn) {
         (Some(channel), Some(arn)) => {
             let secrets: Arc<dyn SlackSecretSource> =
-                Arc::new(SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), arn));
+                Arc::new(JsonSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), arn));
             let secret = secrets.load().await?;
             // A rotated or reinstalled token is re-read when Slack refuses the one loaded here.
             let slack: Arc<dyn ReportChannel> = Arc::new(

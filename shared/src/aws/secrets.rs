@@ -34,22 +34,27 @@ pub async fn read_json_secret<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The Slack secret in Secrets Manager.
+/// A JSON secret in Secrets Manager, read anew on every load (the Slack secret, the Jira secret).
 #[derive(Debug, Clone)]
-pub struct SecretsManagerSlackSecret {
+pub struct JsonSecret {
     client: aws_sdk_secretsmanager::Client,
     arn: String,
 }
 
-impl SecretsManagerSlackSecret {
+impl JsonSecret {
     pub fn new(client: aws_sdk_secretsmanager::Client, arn: impl Into<String>) -> Self {
-        SecretsManagerSlackSecret { client, arn: arn.into() }
+        JsonSecret { client, arn: arn.into() }
+    }
+
+    /// Reads the secret as a `T`; errors name the ARN, never the value.
+    pub async fn read<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        read_json_secret(&self.client, &self.arn).await
     }
 }
 
 #[async_trait::async_trait]
-impl SlackSecretSource for SecretsManagerSlackSecret {
+impl SlackSecretSource for JsonSecret {
     async fn load(&self) -> Result<SlackSecret> {
-        read_json_secret(&self.client, &self.arn).await
+        self.read().await
     }
 }

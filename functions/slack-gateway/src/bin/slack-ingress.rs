@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::aws::dedup::DynamoDbDedup;
-use shared::aws::secrets::SecretsManagerSlackSecret;
+use shared::aws::secrets::JsonSecret;
 use shared::aws::sqs::SqsWorkQueue;
 use shared::ports::SlackSecretSource;
 use shared::retry::Backoff;
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
     let config = IngressConfig::from_env()?;
     let sdk = shared::aws::sdk_config().await;
     let secrets: Arc<dyn SlackSecretSource> =
-        Arc::new(SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.slack_secret_arn));
+        Arc::new(JsonSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.slack_secret_arn));
     let ingress = Ingress::new(
         secrets.clone(),
         Arc::new(DynamoDbDedup::new(aws_sdk_dynamodb::Client::new(&sdk), &config.dedup_table)),

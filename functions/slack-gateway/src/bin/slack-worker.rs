@@ -8,7 +8,7 @@ use shared::aws::agent::BedrockAgent;
 use shared::aws::conversations::DynamoDbConversations;
 use shared::aws::feedback::FirehoseFeedback;
 use shared::aws::firehose::FirehoseAnalytics;
-use shared::aws::secrets::SecretsManagerSlackSecret;
+use shared::aws::secrets::JsonSecret;
 use shared::aws::sqs::SqsUsageSink;
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::ports::SlackSecretSource;
@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
     let config = WorkerConfig::from_env()?;
     let sdk = shared::aws::sdk_config().await;
     let secrets: Arc<dyn SlackSecretSource> =
-        Arc::new(SecretsManagerSlackSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.slack_secret_arn));
+        Arc::new(JsonSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.slack_secret_arn));
     let secret = secrets.load().await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let fetcher = SlackFileFetcher::new(&secret.bot_token, config.file_hosts.clone())?;
