@@ -10,6 +10,9 @@
 //! - `collector_only`: the same items, already decoded, pushed into a TurnCollector. Bytes are
 //!   the JSON payloads of the frames.
 
+// A benchmark, like a test, may panic on broken fixtures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! table, the queue and the secret: what the function itself adds to Slack's 3 s budget.
 //! Prints p50/p99 over many requests (a bench binary, not a timed test).
 
+// A benchmark, like a test, may panic on broken fixtures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -4,6 +4,9 @@
 //! against writing each turn's items separately, and handler time per record and per batch.
 //! A bench binary, not a timed test: `cargo bench -p token-logging` (BENCH_RECORDS to change N).
 
+// A benchmark, like a test, may panic on broken fixtures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
