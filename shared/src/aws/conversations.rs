@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
+use super::Conditional;
 use crate::domain::{Activity, FeedbackEntry, Sentiment, ThreadRef, TurnActivity, TurnKey, TurnStatus};
 use crate::ports::{ConversationStore, TurnRecord, TurnStart};
 use crate::{Error, Result};
@@ -179,14 +180,8 @@ impl ConversationStore for DynamoDbConversations {
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
                 .await
-                .map(|_| true)
-                .or_else(|e| {
-                    if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                        Ok(false)
-                    } else {
-                        Err(Error::from_sdk("dynamodb", "PutItem", e))
-                    }
-                })
+                .applied("PutItem")
+                .map(|applied| applied.is_some())
         })
         .await?;
         if res {
@@ -305,14 +300,8 @@ impl ConversationStore for DynamoDbConversations {
                 .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
                 .send()
                 .await
-                .map(|out| out.attributes.unwrap_or_default())
-                .or_else(|e| {
-                    if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                        Ok(HashMap::new()) // the turn expired meanwhile: nothing to clear
-                    } else {
-                        Err(Error::from_sdk("dynamodb", "UpdateItem", e))
-                    }
-                })
+                .applied("UpdateItem")
+                .map(|out| out.and_then(|o| o.attributes).unwrap_or_default()) // expired meanwhile: nothing to clear
         })
         .await?;
         let owes_nothing = !left.contains_key("pending_analytics") && !left.contains_key("pending_usage");
@@ -343,14 +332,8 @@ impl ConversationStore for DynamoDbConversations {
                 .expression_attribute_values(":received", s(TurnStatus::Received.as_str()))
                 .send()
                 .await
+                .applied("UpdateItem")
                 .map(|_| ())
-                .or_else(|e| {
-                    if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                        Ok(())
-                    } else {
-                        Err(Error::from_sdk("dynamodb", "UpdateItem", e))
-                    }
-                })
         })
         .await
     }
@@ -605,14 +588,8 @@ impl DynamoDbConversations {
                 .expression_attribute_names("#since", PENDING_SINCE_MS)
                 .send()
                 .await
+                .applied("UpdateItem")
                 .map(|_| ())
-                .or_else(|e| {
-                    if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                        Ok(())
-                    } else {
-                        Err(Error::from_sdk("dynamodb", "UpdateItem", e))
-                    }
-                })
         })
         .await
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
+use super::Conditional;
 use crate::ports::{Claim, DedupStore};
 use crate::{Error, Result};
 
@@ -105,14 +106,8 @@ impl DedupStore for DynamoDbDedup {
                 .expression_attribute_values(":owner", s(owner))
                 .send()
                 .await
-                .map(|_| true)
-                .or_else(|e| {
-                    if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                        Ok(false)
-                    } else {
-                        Err(Error::from_sdk("dynamodb", "PutItem", e))
-                    }
-                })
+                .applied("PutItem")
+                .map(|applied| applied.is_some())
         })
         .await;
         res
@@ -129,14 +124,8 @@ impl DedupStore for DynamoDbDedup {
                 .expression_attribute_values(":owner", s(owner))
                 .send()
                 .await
+                .applied("DeleteItem")
                 .map(|_| ())
-                .or_else(|e| {
-                    if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                        Ok(())
-                    } else {
-                        Err(Error::from_sdk("dynamodb", "DeleteItem", e))
-                    }
-                })
         })
         .await
     }

@@ -14,6 +14,9 @@ pub mod usage;
 use std::future::Future;
 use std::time::Duration;
 
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
 use crate::error::is_retryable_code;
 use crate::retry::Backoff;
 use crate::{Error, Result};
@@ -48,6 +51,32 @@ impl Error {
             _ => ("Construction".into(), "request could not be built".into(), false),
         };
         Error::Aws { service, operation, code, message, retryable }
+    }
+}
+
+/// The answer of a DynamoDB conditional write, read once for every adapter.
+pub(crate) trait Conditional<T> {
+    /// Some(output) when the write was applied, None when its condition did not hold, the
+    /// error otherwise.
+    fn applied(self, operation: &'static str) -> Result<Option<T>>;
+}
+
+impl<T, E, R> Conditional<T> for std::result::Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    fn applied(self, operation: &'static str) -> Result<Option<T>> {
+        match self {
+            Ok(out) => Ok(Some(out)),
+            Err(e)
+                if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                    == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::from_sdk("dynamodb", operation, e)),
+        }
     }
 }
 
