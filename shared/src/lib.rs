@@ -9,6 +9,8 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ledger;
+#[cfg(any(test, feature = "test-support"))]
+pub mod memory;
 pub mod metric_names;
 pub mod ports;
 pub mod pricing;
