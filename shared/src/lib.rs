@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod ledger;
 pub mod metric_names;
+pub mod outbox;
 pub mod ports;
 pub mod pricing;
 pub mod retry;
