@@ -12,6 +12,7 @@ pub mod ledger;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod metric_names;
+pub mod outbox;
 pub mod ports;
 pub mod pricing;
 pub mod retry;

@@ -7,9 +7,10 @@
 //! with a transient error is not tried again in the same run (it is down: the run would only
 //! spend its time on retries); the next run starts again from the oldest copy. Usage records keep
 //! their stable `record_id` (token-logging is idempotent); analytics duplicates share `event_id`.
-//! A copy that no longer parses (its schema changed, or it is corrupted) can never be delivered:
-//! it is counted as SchemaDrift, logged once without its content, and cleared, so no run meets
-//! it again.
+//! Reading, publishing and clearing the copies is `shared::outbox`, the worker's too, with its one
+//! rule for a copy that no longer parses (its schema changed, or it is corrupted): it can never be
+//! delivered, so it is counted as SchemaDrift, logged once without its content, and cleared, so
+//! no run meets it again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use shared::aws::conversations::DynamoDbConversations;
 use shared::domain::TurnKey;
-use shared::domain::{AnalyticsEvent, ThreadRef, UsageRecord};
-use shared::ports::{AnalyticsSink, ConversationStore, TurnRecord, UsageSink};
+use shared::outbox::{Copies, CopyStore, Outbox};
+use shared::ports::{AnalyticsSink, TurnRecord, UsageSink};
 use shared::telemetry::Metrics;
 use tracing::{error, info, warn};
 
@@ -29,19 +30,12 @@ pub const MAX_TURNS_PER_RUN: usize = 500;
 /// A run stops sweeping after this long by default (the function's timeout is 60 s).
 pub const SWEEP_TIME_BUDGET: Duration = Duration::from_secs(30);
 
-/// Finds, reads and clears the pending copies of turns.
+/// Finds and reads the turns with pending copies (and, as every outbox store, clears them).
 #[async_trait]
-pub trait PendingTurns: Send + Sync {
+pub trait PendingTurns: CopyStore {
     /// Turns holding a copy since `before_ms` or earlier, oldest first, at most `limit`.
     async fn pending_due(&self, before_ms: i64, limit: usize) -> shared::Result<Vec<TurnKey>>;
     async fn turn_by_key(&self, key: &TurnKey) -> shared::Result<Option<TurnRecord>>;
-    async fn clear_pending(
-        &self,
-        thread: &ThreadRef,
-        message_ts: &str,
-        analytics: bool,
-        usage: bool,
-    ) -> shared::Result<()>;
 }
 
 #[async_trait]
@@ -51,15 +45,6 @@ impl PendingTurns for DynamoDbConversations {
     }
     async fn turn_by_key(&self, key: &TurnKey) -> shared::Result<Option<TurnRecord>> {
         DynamoDbConversations::turn_by_key(self, key).await
-    }
-    async fn clear_pending(
-        &self,
-        thread: &ThreadRef,
-        message_ts: &str,
-        analytics: bool,
-        usage: bool,
-    ) -> shared::Result<()> {
-        ConversationStore::clear_pending(self, thread, message_ts, analytics, usage).await
     }
 }
 
@@ -120,30 +105,7 @@ impl Sweeper {
             if down.analytics && down.usage {
                 break; // both sinks are down: nothing more can be delivered in this run
             }
-            let record = match self.turns.turn_by_key(key).await {
-                Ok(Some(r)) => r,
-                Ok(None) => continue,
-                Err(e) => {
-                    report.failed += 1;
-                    warn!(error = %e, "could not read a pending turn; next run retries");
-                    continue;
-                }
-            };
-            if !record.status.is_final() {
-                continue; // still running: the worker delivers its copies
-            }
-            let (a, u) = if record.pending_analytics.is_none() && record.pending_usage.is_none() {
-                (true, true) // owes nothing (its index entry outlived a clear): drop it from the index
-            } else {
-                self.republish(key, &record, &mut report, &mut down).await
-            };
-            if a || u {
-                if let Err(e) = self.turns.clear_pending(&record.thread, &record.message_ts, a, u).await {
-                    // Still marked pending: the next run publishes a duplicate (or counts and
-                    // logs an unparseable copy again).
-                    warn!(error = %e, event_id = %record.event_id, "could not clear swept records");
-                }
-            }
+            self.sweep_turn(key, &mut report, &mut down).await;
         }
         if report != SweepReport::default() {
             info!(
@@ -158,71 +120,57 @@ impl Sweeper {
         report
     }
 
-    /// Publishes the turn's pending copies; returns which to clear (delivered or unparseable).
-    async fn republish(
-        &self,
-        key: &TurnKey,
-        record: &TurnRecord,
-        report: &mut SweepReport,
-        down: &mut Down,
-    ) -> (bool, bool) {
-        let analytics = match record.pending_analytics.as_deref().map(serde_json::from_str::<AnalyticsEvent>) {
-            None => false,
-            Some(Err(_)) => self.unparseable(key, record, "pending_analytics", report),
-            Some(Ok(_)) if down.analytics => {
-                report.deferred += 1;
-                false
+    /// Re-publishes one turn's copies and clears what was delivered or no longer parses. A clear
+    /// that fails leaves the copy marked: the next run publishes a duplicate (or counts and logs
+    /// an unparseable copy again).
+    async fn sweep_turn(&self, key: &TurnKey, report: &mut SweepReport, down: &mut Down) {
+        let record = match self.turns.turn_by_key(key).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                report.failed += 1;
+                warn!(error = %e, "could not read a pending turn; next run retries");
+                return;
             }
-            Some(Ok(ev)) => match self.analytics.publish(&ev).await {
-                Ok(()) => {
-                    report.analytics_republished += 1;
-                    true
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    down.analytics = e.is_retryable();
-                    warn!(error = %e, event_id = %record.event_id, "could not republish analytics");
-                    false
-                }
-            },
         };
-        let usage = match record.pending_usage.as_deref().map(serde_json::from_str::<UsageRecord>) {
-            None => false,
-            Some(Err(_)) => self.unparseable(key, record, "pending_usage", report),
-            Some(Ok(_)) if down.usage => {
-                report.deferred += 1;
-                false
-            }
-            Some(Ok(rec)) => match self.usage.publish(&rec).await {
-                Ok(()) => {
-                    report.usage_republished += 1;
-                    true
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    down.usage = e.is_retryable();
-                    warn!(error = %e, event_id = %record.event_id, "could not republish usage");
-                    false
-                }
-            },
+        if !record.status.is_final() {
+            return; // still running: the worker delivers its copies
+        }
+        let clear = if record.pending_analytics.is_none() && record.pending_usage.is_none() {
+            // Owes nothing (its index entry outlived a clear): drop it from the index.
+            Copies { analytics: true, usage: true }
+        } else {
+            self.republish(key, &record, report, down).await
         };
-        (analytics, usage)
+        shared::outbox::clear(self.turns.as_ref(), &record, clear).await;
     }
 
-    /// Counts and logs a copy that can never be delivered; returns true (clear it).
-    fn unparseable(&self, key: &TurnKey, record: &TurnRecord, copy: &'static str, report: &mut SweepReport) -> bool {
-        report.unparseable += 1;
-        self.metrics.count_with_total("SchemaDrift", 1.0, &[("EventType", copy)]);
-        // Neither the copy nor serde's error: its messages quote the offending value, and the
-        // copy may hold message text.
-        error!(
-            pk = %key.pk,
-            sk = %key.sk,
-            event_id = %record.event_id,
-            copy,
-            "schema drift: a pending copy no longer parses and can never be delivered; cleared from the turn"
-        );
-        true
+    /// Publishes the turn's pending copies, except to a sink that is down; returns which to clear
+    /// (delivered, or no longer parsing).
+    async fn republish(&self, key: &TurnKey, record: &TurnRecord, report: &mut SweepReport, down: &mut Down) -> Copies {
+        let outbox = Outbox { analytics: self.analytics.as_ref(), usage: self.usage.as_ref(), metrics: &self.metrics };
+        let mut copies = outbox.read(record, Some(key));
+        report.unparseable += copies.drifted.count();
+        if down.analytics && copies.analytics.take().is_some() {
+            report.deferred += 1;
+        }
+        if down.usage && copies.usage.take().is_some() {
+            report.deferred += 1;
+        }
+        let published = outbox.publish(copies.analytics.as_ref(), copies.usage.as_ref()).await;
+        let delivered = published.delivered();
+        report.analytics_republished += usize::from(delivered.analytics);
+        report.usage_republished += usize::from(delivered.usage);
+        for (sink, result, is_down) in
+            [("analytics", published.analytics, &mut down.analytics), ("usage", published.usage, &mut down.usage)]
+        {
+            if let Some(Err(e)) = result {
+                report.failed += 1;
+                *is_down = e.is_retryable();
+                warn!(error = %e, event_id = %record.event_id, sink, "could not republish a pending copy");
+            }
+        }
+        copies.drifted.or(delivered)
     }
 }
 
@@ -230,7 +178,7 @@ impl Sweeper {
 mod tests {
     use std::sync::Mutex;
 
-    use shared::domain::TurnStatus;
+    use shared::domain::{AnalyticsEvent, ThreadRef, TurnStatus, UsageRecord};
 
     use super::*;
 
@@ -251,6 +199,10 @@ mod tests {
         async fn turn_by_key(&self, _key: &TurnKey) -> shared::Result<Option<TurnRecord>> {
             Ok(Some(self.record.clone()))
         }
+    }
+
+    #[async_trait]
+    impl CopyStore for Turns {
         async fn clear_pending(&self, _: &ThreadRef, _: &str, analytics: bool, usage: bool) -> shared::Result<()> {
             self.cleared.lock().unwrap().push((analytics, usage));
             Ok(())
@@ -400,6 +352,10 @@ mod tests {
         async fn turn_by_key(&self, key: &TurnKey) -> shared::Result<Option<TurnRecord>> {
             Ok(self.0.lock().unwrap().iter().find(|t| t.message_ts == key.sk).cloned())
         }
+    }
+
+    #[async_trait]
+    impl CopyStore for Backlog {
         async fn clear_pending(&self, _: &ThreadRef, ts: &str, analytics: bool, usage: bool) -> shared::Result<()> {
             for t in self.0.lock().unwrap().iter_mut().filter(|t| t.message_ts == ts) {
                 if analytics {

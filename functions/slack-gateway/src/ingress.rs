@@ -265,31 +265,11 @@ impl Ingress {
                 return respond(500, "internal error");
             }
         };
-        // Bounded by the claims' lease: when it lapses, the enqueue is over, one way or the other.
-        let limit = lease_end.saturating_duration_since(tokio::time::Instant::now()).saturating_sub(LEASE_MARGIN);
-        let enqueued = match tokio::time::timeout(limit, self.queue.enqueue(&item.group_id(), &event_id, &body)).await {
-            Ok(r) => r,
-            Err(_) => Err(shared::Error::Aws {
-                service: "sqs",
-                operation: "SendMessage",
-                code: "Timeout".into(),
-                message: format!("no answer within {} ms", limit.as_millis()),
-                retryable: true,
-            }),
-        };
-        match enqueued {
+        match self.enqueue_within(&item, &event_id, &body, lease_end).await {
             Ok(()) => {
                 info!(event_id, group = %item.group_id(), "queued Slack event");
                 self.confirm(&held, &owner).await;
-                if let (Some(status), WorkItem::Message(m)) = (&self.queued_status, &item) {
-                    // Bounded by its timeout and what is left of the budget: the acknowledgement
-                    // still goes out well inside 3 s.
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    let status = QueuedStatus { timeout: status.timeout.min(left), ..status.clone() };
-                    if !status.timeout.is_zero() {
-                        status.show(m).await;
-                    }
-                }
+                self.show_queued(&item, deadline).await;
                 respond(200, "")
             }
             Err(e) => {
@@ -299,6 +279,40 @@ impl Ingress {
                 // lapses by itself.
                 self.release(&held, &owner).await;
                 respond(500, "temporarily unavailable")
+            }
+        }
+    }
+
+    /// Queues the work item, bounded by the claims' lease: when it lapses, the enqueue is over,
+    /// one way or the other.
+    async fn enqueue_within(
+        &self,
+        item: &WorkItem,
+        event_id: &str,
+        body: &str,
+        lease_end: tokio::time::Instant,
+    ) -> shared::Result<()> {
+        let limit = lease_end.saturating_duration_since(tokio::time::Instant::now()).saturating_sub(LEASE_MARGIN);
+        match tokio::time::timeout(limit, self.queue.enqueue(&item.group_id(), event_id, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(shared::Error::Aws {
+                service: "sqs",
+                operation: "SendMessage",
+                code: "Timeout".into(),
+                message: format!("no answer within {} ms", limit.as_millis()),
+                retryable: true,
+            }),
+        }
+    }
+
+    /// Shows the queued status on a queued message, when one is configured. Bounded by its
+    /// timeout and what is left of the budget: the acknowledgement still goes out well inside 3 s.
+    async fn show_queued(&self, item: &WorkItem, deadline: tokio::time::Instant) {
+        if let (Some(status), WorkItem::Message(m)) = (&self.queued_status, item) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let status = QueuedStatus { timeout: status.timeout.min(left), ..status.clone() };
+            if !status.timeout.is_zero() {
+                status.show(m).await;
             }
         }
     }
