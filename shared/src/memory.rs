@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use crate::domain::{AgentTurn, AnalyticsEvent, ThreadRef, UsageRecord};
 use crate::ports::{
     AgentClient, AgentError, AgentRequest, AnalyticsSink, ChatClient, ChatError, Claim, ConversationStore, DedupStore,
-    DownloadedFile, FileFetchError, FileTransfer, SlackUser, ThreadMessage, TurnRecord, TurnStart, UsageReader,
-    UsageSink, WorkQueue,
+    DownloadedFile, FileFetchError, FileTransfer, SlackSecretSource, SlackUser, ThreadMessage, TurnRecord, TurnStart,
+    UsageReader, UsageSink, WorkQueue,
 };
 use crate::rollups::UserSpend;
+use crate::slack::SlackSecret;
 use crate::{Error, Result};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -460,5 +461,25 @@ impl FileTransfer for MemoryFiles {
         let mut uploads = lock(&self.uploads);
         uploads.push((channel.into(), filename.into(), bytes.to_vec()));
         Ok(format!("F{:08}", uploads.len()))
+    }
+}
+
+/// The Slack secret, fixed.
+#[derive(Debug, Clone)]
+pub struct StaticSecret(pub SlackSecret);
+
+impl StaticSecret {
+    pub fn new(signing_secret: &str, bot_token: &str) -> Self {
+        StaticSecret(SlackSecret {
+            signing_secret: signing_secret.to_string().into(),
+            bot_token: bot_token.to_string().into(),
+        })
+    }
+}
+
+#[async_trait]
+impl SlackSecretSource for StaticSecret {
+    async fn load(&self) -> Result<SlackSecret> {
+        Ok(self.0.clone())
     }
 }
