@@ -18,56 +18,12 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use aws_sdk_bedrockagentruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockagentruntime::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_bedrockagentruntime::types::ResponseStream;
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
-use shared::aws::agent::{BedrockAgent, TurnCollector};
+use shared::aws::agent::{wire, BedrockAgent, TurnCollector};
 use shared::ports::{AgentClient, AgentRequest};
-
-/// Answers every request with the same event-stream body.
-#[derive(Debug, Clone)]
-struct InMemoryAgent {
-    body: Vec<u8>,
-}
-
-impl HttpConnector for InMemoryAgent {
-    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
-        let status = StatusCode::try_from(200).unwrap_or_else(|e| panic!("status: {e}"));
-        let mut response = HttpResponse::new(status, SdkBody::from(self.body.clone()));
-        let headers = response.headers_mut();
-        headers.insert("content-type", "application/vnd.amazon.eventstream");
-        headers.insert("x-amzn-bedrock-agent-content-type", "application/json");
-        headers.insert("x-amz-bedrock-agent-session-id", "bench-session");
-        HttpConnectorFuture::ready(Ok(response))
-    }
-}
-
-impl HttpClient for InMemoryAgent {
-    fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
-        SharedHttpConnector::new(self.clone())
-    }
-}
-
-fn frame(event_type: &str, payload: String) -> Vec<u8> {
-    let message = Message::new(payload.into_bytes())
-        .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
-        .add_header(Header::new(":event-type", HeaderValue::String(event_type.to_string().into())))
-        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())));
-    let mut out = Vec::new();
-    aws_smithy_eventstream::frame::write_message_to(&message, &mut out).unwrap_or_else(|e| panic!("frame: {e}"));
-    out
-}
 
 /// The framed body and the total size of its JSON payloads.
 fn scripted_stream() -> (Vec<u8>, usize) {
@@ -106,29 +62,18 @@ fn scripted_stream() -> (Vec<u8>, usize) {
                 };
                 let payload = payload.to_string();
                 json_bytes += payload.len();
-                body.extend_from_slice(&frame(kind, payload));
+                body.extend_from_slice(&wire::frame("event", kind, &payload).unwrap_or_else(|e| panic!("frame: {e}")));
             }
         }
     }
     (body, json_bytes)
 }
 
-fn client(body: Vec<u8>) -> aws_sdk_bedrockagentruntime::Client {
-    let config = aws_sdk_bedrockagentruntime::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .retry_config(RetryConfig::disabled())
-        .http_client(InMemoryAgent { body })
-        .build();
-    aws_sdk_bedrockagentruntime::Client::from_conf(config)
-}
-
 fn bench(c: &mut Criterion) {
     let (body, json_bytes) = scripted_stream();
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("runtime: {e}"));
-    let client = client(body.clone());
+    let client = wire::answering_client(body.clone());
     let agent = BedrockAgent::new(client.clone(), "AGENT12345", "TSTALIASID");
     let request = AgentRequest {
         session_id: "bench-session".into(),

@@ -47,7 +47,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aws_smithy_types::event_stream::{Header, HeaderValue as FrameValue, Message};
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Path as UrlPath, State};
@@ -459,14 +458,7 @@ fn render(events: &[ScriptEvent], ids: &Ids<'_>) -> Result<(Vec<u8>, WirePlan), 
 }
 
 fn frame(message_type: &str, kind: &str, payload: String) -> Result<Vec<u8>, String> {
-    let kind_header = if message_type == "exception" { ":exception-type" } else { ":event-type" };
-    let message = Message::new(payload.into_bytes())
-        .add_header(Header::new(":message-type", FrameValue::String(message_type.to_string().into())))
-        .add_header(Header::new(kind_header, FrameValue::String(kind.to_string().into())))
-        .add_header(Header::new(":content-type", FrameValue::String("application/json".into())));
-    let mut out = Vec::new();
-    aws_smithy_eventstream::frame::write_message_to(&message, &mut out).map_err(|e| e.to_string())?;
-    Ok(out)
+    shared::aws::agent::wire::frame(message_type, kind, &payload)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ pub fn read_sources(root: &Path) -> Result<Sources, String> {
         crates.push((name, entry.path().join("src")));
     }
     crates.sort();
+    let reached = shared_files_reached(root);
     for (emitter, dir) in crates {
         let mut files = Vec::new();
         walk(&dir, &mut files);
@@ -48,10 +49,45 @@ pub fn read_sources(root: &Path) -> Result<Sources, String> {
                 continue;
             }
             let text = std::fs::read_to_string(&f).map_err(|e| format!("reading {rel}: {e}"))?;
-            out.push((emitter.clone(), rel, text));
+            // A shared module's emission is made by each function whose binaries reach it.
+            let key = rel.find("shared/src/").map_or(rel.as_str(), |at| &rel[at..]);
+            match reached.get(key).filter(|_| emitter == "shared") {
+                Some(functions) => {
+                    out.extend(functions.iter().map(|function| (function.clone(), rel.clone(), text.clone())));
+                }
+                None => out.push((emitter.clone(), rel, text)),
+            }
         }
     }
     Ok(out)
+}
+
+/// For each shared file (relative path), the function crates whose binaries reach it.
+fn shared_files_reached(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut reached: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(root.join("functions")).into_iter().flatten().flatten() {
+        let function = entry.file_name().to_string_lossy().into_owned();
+        let src = entry.path().join("src");
+        let mut binaries: Vec<String> = std::fs::read_dir(src.join("bin"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|b| b.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        if src.join("main.rs").exists() {
+            binaries.push(function.clone());
+        }
+        for binary in binaries {
+            let own = crate::binary_sources::binary_sources(&entry.path(), &binary);
+            for f in crate::binary_sources::shared_sources(&own) {
+                // Keyed like read_sources' paths, whatever form of the root each was found from.
+                let path = f.to_string_lossy();
+                let Some(at) = path.find("shared/src/") else { continue };
+                reached.entry(path[at..].to_string()).or_default().insert(function.clone());
+            }
+        }
+    }
+    reached
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

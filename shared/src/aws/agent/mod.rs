@@ -21,6 +21,8 @@ mod collector;
 #[cfg(test)]
 mod proptests;
 mod sources;
+#[cfg(any(test, feature = "test-support"))]
+pub mod wire;
 
 pub use collector::TurnCollector;
 

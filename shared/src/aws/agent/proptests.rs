@@ -9,8 +9,6 @@
 
 use std::time::Instant;
 
-use aws_sdk_bedrockagentruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockagentruntime::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_bedrockagentruntime::primitives::Blob;
 use aws_sdk_bedrockagentruntime::types::{
     FailureTrace, FilePart, GuardrailAction, GuardrailTrace, Metadata, ModelInvocationInput,
@@ -19,14 +17,6 @@ use aws_sdk_bedrockagentruntime::types::{
     PreProcessingParsedResponse, PreProcessingTrace, Rationale, ResponseStream, ReturnControlPayload,
     RoutingClassifierModelInvocationOutput, RoutingClassifierTrace, Trace, TracePart, Usage,
 };
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use proptest::prelude::*;
@@ -238,13 +228,7 @@ impl Item {
             }
             Item::UnknownEvent => ("someNewEvent", json!({ "x": 1 })),
         };
-        let message = Message::new(payload.to_string().into_bytes())
-            .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
-            .add_header(Header::new(":event-type", HeaderValue::String(kind.to_string().into())))
-            .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())));
-        let mut out = Vec::new();
-        aws_smithy_eventstream::frame::write_message_to(&message, &mut out).unwrap_or_else(|e| panic!("frame: {e}"));
-        out
+        super::wire::frame("event", kind, &payload.to_string()).unwrap_or_else(|e| panic!("frame: {e}"))
     }
 }
 
@@ -255,40 +239,9 @@ fn strip_nulls(mut v: Value) -> Value {
     v
 }
 
-/// Answers every request with one event-stream body.
-#[derive(Debug, Clone)]
-struct InMemoryAgent {
-    body: Vec<u8>,
-}
-
-impl HttpConnector for InMemoryAgent {
-    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
-        let status = StatusCode::try_from(200).unwrap_or_else(|e| panic!("status: {e}"));
-        let mut response = HttpResponse::new(status, SdkBody::from(self.body.clone()));
-        let headers = response.headers_mut();
-        headers.insert("content-type", "application/vnd.amazon.eventstream");
-        headers.insert("x-amzn-bedrock-agent-content-type", "application/json");
-        headers.insert("x-amz-bedrock-agent-session-id", "T1-C1-1.2");
-        HttpConnectorFuture::ready(Ok(response))
-    }
-}
-
-impl HttpClient for InMemoryAgent {
-    fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
-        SharedHttpConnector::new(self.clone())
-    }
-}
-
 /// The Bedrock adapter over the real SDK, answered with `body`.
 fn agent_answering(body: Vec<u8>) -> BedrockAgent {
-    let config = aws_sdk_bedrockagentruntime::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .retry_config(RetryConfig::disabled())
-        .http_client(InMemoryAgent { body })
-        .build();
-    BedrockAgent::new(aws_sdk_bedrockagentruntime::Client::from_conf(config), "AGENT0", "TSTALIASID")
+    BedrockAgent::new(super::wire::answering_client(body), "AGENT0", "TSTALIASID")
 }
 
 fn count(n: Option<i32>) -> u64 {
