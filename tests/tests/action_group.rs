@@ -13,7 +13,6 @@ use action_group::handler::Handler;
 use action_group::jira::JiraClient;
 use action_group::jql::Projects;
 use action_group::routes::ROUTES;
-use action_group::usage::DynamoDbUsageHistory;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
@@ -133,7 +132,7 @@ impl Stack {
             }),
             projects: Projects::parse(PROJECTS).expect("valid keys"),
             usage: Arc::new(DynamoDbUsageReader::new(ddb.clone(), &table)),
-            usage_history: Arc::new(DynamoDbUsageHistory::new(ddb, &table)),
+            usage_history: Arc::new(DynamoDbUsageReader::new(ddb, &table)),
             metrics,
         };
         Stack { sdk, secret_arn, table, handler, emf, responses: Mutex::new(Vec::new()) }

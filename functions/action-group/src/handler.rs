@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use lambda_runtime::Diagnostic;
 use serde_json::{json, Value};
 use shared::action_group::{ActionGroupEvent, ActionGroupResponse, ResponseState};
-use shared::ports::UsageReader;
+use shared::ports::{UsageHistory, UsageReader};
 use shared::rollups::Spend;
 use shared::telemetry::{Metrics, Unit};
 use tracing::{info, warn};
@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::jira::{cut, JiraClient, JiraCredentialSource, JiraError, JiraSite, SearchResult};
 use crate::jql::{self, Projects, TicketQuery};
 use crate::routes::{self, Action, Matched};
-use crate::usage::{self, UsageHistory, UsagePeriod};
+use crate::usage::{self, UsagePeriod};
 
 /// The time budget when the runtime gives no deadline (tests, local runs).
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(25);
