@@ -9,6 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use action_group::events::{ActionGroupEvent, ActionGroupResponse, ResponseState};
 use action_group::handler::Handler;
 use action_group::jira::JiraClient;
 use action_group::jql::Projects;
@@ -19,7 +20,6 @@ use aws_sdk_dynamodb::types::{
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use shared::action_group::{ActionGroupEvent, ActionGroupResponse, ResponseState};
 use shared::aws::secrets::JsonSecret;
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::retry::Backoff;
