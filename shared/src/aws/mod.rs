@@ -3,7 +3,6 @@
 pub mod agent;
 pub mod conversations;
 pub mod dedup;
-pub mod feedback;
 pub mod firehose;
 pub mod ledger;
 pub mod prices;
