@@ -1,7 +1,6 @@
 //! Shared by every function: domain types, ports (traits), their AWS and Slack adapters,
 //! typed configuration, JSON logging and the EMF metrics emitter.
 
-pub mod action_group;
 pub mod aws;
 pub mod config;
 pub mod deadline;

@@ -471,6 +471,48 @@ pub trait UsageReader: Send + Sync {
     ) -> Result<crate::rollups::UserSpend>;
 }
 
+/// A user's day rollups over a date range ("my usage" periods).
+#[async_trait]
+pub trait UsageHistory: Send + Sync {
+    /// The day rollups of the user between `from` and `to` (inclusive, UTC), oldest first; days
+    /// without usage have no rollup.
+    async fn days(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<(chrono::NaiveDate, crate::rollups::Spend)>>;
+}
+
+/// The rollups as reports and the admin API read them: a day partition or a user's range at a
+/// time, so the work grows with days x keys and never with the number of turns.
+#[async_trait]
+pub trait RollupStore: Send + Sync {
+    /// Every rollup of one UTC day.
+    async fn day(&self, day: chrono::NaiveDate) -> Result<crate::rollups::DayRollups>;
+    /// One user's day x agent x model spend between two days (inclusive).
+    async fn user_usage(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<crate::rollups::UserUsage>>;
+    /// One user's day totals between two days (inclusive), oldest first.
+    async fn user_days(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<(chrono::NaiveDate, crate::rollups::Spend)>>;
+    /// Every user ever seen.
+    async fn known_users(&self) -> Result<Vec<crate::rollups::KnownUser>>;
+    /// Every agent ever seen.
+    async fn known_agents(&self) -> Result<Vec<String>>;
+}
+
 /// The priced usage ledger.
 #[async_trait]
 pub trait TokenLedger: Send + Sync {

@@ -135,6 +135,91 @@ pub struct UserSpend {
     pub month: Spend,
 }
 
+/// One agent's spend on one model in a day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentModelSpend {
+    pub agent_id: String,
+    pub model: String,
+    pub spend: Spend,
+}
+
+/// One agent's spend in one hour (UTC) of a day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourSpend {
+    pub hour: u32,
+    pub agent_id: String,
+    pub spend: Spend,
+}
+
+/// One user's spend with one agent in a day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserAgentSpend {
+    pub team_id: String,
+    pub user_id: String,
+    pub agent_id: String,
+    pub spend: Spend,
+}
+
+/// Feedback on one agent's answers in a day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Feedback {
+    pub positive: u64,
+    pub negative: u64,
+}
+
+impl Feedback {
+    /// Share of positive ratings (0-1), None without ratings.
+    pub fn score(&self) -> Option<f64> {
+        let total = self.positive + self.negative;
+        (total > 0).then(|| self.positive as f64 / total as f64)
+    }
+}
+
+impl std::ops::AddAssign for Feedback {
+    fn add_assign(&mut self, o: Feedback) {
+        self.positive += o.positive;
+        self.negative += o.negative;
+    }
+}
+
+/// Everything the rollups hold for one UTC day.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DayRollups {
+    pub models: Vec<AgentModelSpend>,
+    pub hours: Vec<HourSpend>,
+    pub users: Vec<UserAgentSpend>,
+    /// agent id -> feedback.
+    pub feedback: Vec<(String, Feedback)>,
+}
+
+impl DayRollups {
+    /// The day's totals (turns counted once each, from the hour items).
+    pub fn total(&self) -> Spend {
+        let mut t = Spend::default();
+        for h in &self.hours {
+            t += h.spend;
+        }
+        t
+    }
+}
+
+/// One user's spend with one agent and model in a day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserUsage {
+    pub day: NaiveDate,
+    pub agent_id: String,
+    pub model: String,
+    pub spend: Spend,
+}
+
+/// A user the registry knows, with lifetime totals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownUser {
+    pub team_id: String,
+    pub user_id: String,
+    pub spend: Spend,
+}
+
 /// When the current day and month end (UTC), for "your budget resets at" messages.
 pub fn period_ends(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     let today = now.date_naive();

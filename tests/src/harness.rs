@@ -102,7 +102,7 @@ impl Gateway {
                     DynamoDbConversations::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.conversations_table)
                         .with_feedback_rollup(&resources.usage_table, AGENT_ID),
                 ),
-                sink: Some(Arc::new(shared::aws::feedback::FirehoseFeedback::new(
+                sink: Some(Arc::new(shared::aws::firehose::FirehoseFeedback::new(
                     aws_sdk_firehose::Client::new(&sdk),
                     &resources.feedback_stream,
                 ))),

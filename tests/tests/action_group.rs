@@ -9,18 +9,17 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use action_group::events::{ActionGroupEvent, ActionGroupResponse, ResponseState};
 use action_group::handler::Handler;
 use action_group::jira::JiraClient;
 use action_group::jql::Projects;
 use action_group::routes::ROUTES;
-use action_group::usage::DynamoDbUsageHistory;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use shared::action_group::{ActionGroupEvent, ActionGroupResponse, ResponseState};
 use shared::aws::secrets::JsonSecret;
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::retry::Backoff;
@@ -133,7 +132,7 @@ impl Stack {
             }),
             projects: Projects::parse(PROJECTS).expect("valid keys"),
             usage: Arc::new(DynamoDbUsageReader::new(ddb.clone(), &table)),
-            usage_history: Arc::new(DynamoDbUsageHistory::new(ddb, &table)),
+            usage_history: Arc::new(DynamoDbUsageReader::new(ddb, &table)),
             metrics,
         };
         Stack { sdk, secret_arn, table, handler, emf, responses: Mutex::new(Vec::new()) }

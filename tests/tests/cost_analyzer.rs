@@ -19,14 +19,15 @@ use cost_analyzer::audit::DynamoDbAuditLog;
 use cost_analyzer::handler::ReportChannel;
 use cost_analyzer::report::days_needed;
 use cost_analyzer::s3::S3ReportStore;
-use cost_analyzer::store::{DayRollups, DynamoDbRollups, KnownUser, RollupStore, UserUsage};
 use cost_analyzer::CostAnalyzer;
 use serde_json::{json, Value};
 use shared::aws::ledger::DynamoDbLedger;
+use shared::aws::usage::{day_rollups_from_items, DynamoDbUsageReader};
 use shared::domain::{ModelCall, UsageRecord};
 use shared::ledger::{LedgerTurn, RollupUpdate};
+use shared::ports::RollupStore;
 use shared::pricing::PriceTable;
-use shared::rollups::{day_pk, Spend};
+use shared::rollups::{day_pk, DayRollups, KnownUser, Spend, UserUsage};
 use shared::slack::client::SlackWebClient;
 use shared::telemetry::Metrics;
 use tests::harness::emulators;
@@ -49,7 +50,7 @@ struct Setup {
     audit_table: String,
     bucket: String,
     workgroup: String,
-    rollups: Arc<DynamoDbRollups>,
+    rollups: Arc<DynamoDbUsageReader>,
     analyzer: CostAnalyzer,
 }
 
@@ -79,7 +80,7 @@ impl Setup {
             .await
             .expect("workgroup");
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-        let rollups = Arc::new(DynamoDbRollups::new(ddb.clone(), &usage_table));
+        let rollups = Arc::new(DynamoDbUsageReader::new(ddb.clone(), &usage_table));
         let names = BTreeMap::from([("AGENTHELP1".to_string(), "Helpdesk".to_string())]);
         let channel = channel.map(|c| {
             let slack: Arc<dyn ReportChannel> =
@@ -586,7 +587,7 @@ impl RollupStore for MemoryRollups {
             .map(|(_, u)| Self::item(u))
             .collect();
         self.read.fetch_add(items.len() as u64, Ordering::Relaxed);
-        Ok(DayRollups::from_items(&items))
+        Ok(day_rollups_from_items(&items))
     }
     async fn user_usage(&self, _: &str, _: &str, _: NaiveDate, _: NaiveDate) -> shared::Result<Vec<UserUsage>> {
         Ok(vec![])

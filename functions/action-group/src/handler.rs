@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use lambda_runtime::Diagnostic;
 use serde_json::{json, Value};
-use shared::action_group::{ActionGroupEvent, ActionGroupResponse, ResponseState};
-use shared::ports::UsageReader;
+use shared::ports::{UsageHistory, UsageReader};
 use shared::rollups::Spend;
 use shared::telemetry::{Metrics, Unit};
 use tracing::{info, warn};
 
+use crate::events::{ActionGroupEvent, ActionGroupResponse, ResponseState};
 use crate::jira::{cut, JiraClient, JiraCredentialSource, JiraError, JiraSite, SearchResult};
 use crate::jql::{self, Projects, TicketQuery};
+use crate::my_usage::{self, UsagePeriod};
 use crate::routes::{self, Action, Matched};
-use crate::usage::{self, UsageHistory, UsagePeriod};
 
 /// The time budget when the runtime gives no deadline (tests, local runs).
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(25);
@@ -172,10 +172,11 @@ impl Handler {
             Action::GetTicket => self.get_ticket(param("key"), deadline).await,
             Action::MyUsage => {
                 let today = now.date_naive();
-                let period = match usage::parse_period(param("period"), param("start_date"), param("end_date"), today) {
-                    Ok(p) => p,
-                    Err(message) => return Outcome::reprompt(400, "BadPeriod", message),
-                };
+                let period =
+                    match my_usage::parse_period(param("period"), param("start_date"), param("end_date"), today) {
+                        Ok(p) => p,
+                        Err(message) => return Outcome::reprompt(400, "BadPeriod", message),
+                    };
                 self.my_usage(event, period, now, deadline).await
             }
         }
@@ -303,11 +304,11 @@ impl Handler {
                 for (_, spend) in &days {
                     total += *spend;
                 }
-                let mut answer = usage::spend_json(&total);
+                let mut answer = my_usage::spend_json(&total);
                 answer["from"] = json!(from.format("%Y-%m-%d").to_string());
                 answer["to"] = json!(to.format("%Y-%m-%d").to_string());
                 answer["days_with_usage"] = json!(days.len());
-                answer["notes"] = json!(usage::notes(total.unpriced_tokens > 0));
+                answer["notes"] = json!(my_usage::notes(total.unpriced_tokens > 0));
                 Outcome::Answer(answer)
             }
             _ => {
@@ -319,18 +320,18 @@ impl Handler {
                 let mut answer = json!({ "as_of": now.format("%Y-%m-%dT%H:%M:%SZ").to_string() });
                 let mut unpriced = false;
                 if period != UsagePeriod::ThisMonth {
-                    let mut day = usage::spend_json(&spend.day);
+                    let mut day = my_usage::spend_json(&spend.day);
                     day["date"] = json!(today.format("%Y-%m-%d").to_string());
                     answer["today"] = day;
                     unpriced |= spend.day.unpriced_tokens > 0;
                 }
                 if period != UsagePeriod::Today {
-                    let mut month = usage::spend_json(&spend.month);
-                    month["month"] = json!(usage::month_label(today));
+                    let mut month = my_usage::spend_json(&spend.month);
+                    month["month"] = json!(my_usage::month_label(today));
                     answer["this_month"] = month;
                     unpriced |= spend.month.unpriced_tokens > 0;
                 }
-                answer["notes"] = json!(usage::notes(unpriced));
+                answer["notes"] = json!(my_usage::notes(unpriced));
                 Outcome::Answer(answer)
             }
         }

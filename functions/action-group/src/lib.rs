@@ -2,15 +2,17 @@
 //! Secrets Manager on every invocation) and the asking user's own usage from the rollups, served
 //! in both action-group forms (OpenAPI schema and function details).
 //!
-//! The logic starts in [`handler`]; [`routes`] names the operations once for both forms and for
-//! the OpenAPI schema in `openapi/tickets.json`.
+//! The logic starts in [`handler`]; [`events`] holds the request and response shapes of both
+//! forms, [`routes`] names the operations once for both forms and for the OpenAPI schema in
+//! `openapi/tickets.json`; [`my_usage`] reads the user's usage questions and shapes the answers.
 
 pub mod config;
+pub mod events;
 pub mod handler;
 pub mod jira;
 pub mod jql;
+pub mod my_usage;
 pub mod routes;
-pub mod usage;
 
 pub use config::ActionGroupConfig;
 pub use handler::{ActionGroupError, Handler};

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use action_group::jira::JiraClient;
-use action_group::usage::DynamoDbUsageHistory;
 use action_group::{ActionGroupConfig, Handler};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::aws::secrets::JsonSecret;
@@ -15,13 +14,14 @@ async fn main() -> Result<(), Error> {
     init_logging();
     let config = ActionGroupConfig::from_env()?;
     let sdk = shared::aws::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    // One adapter of the usage table serves both usage ports.
+    let usage = Arc::new(DynamoDbUsageReader::new(aws_sdk_dynamodb::Client::new(&sdk), &config.usage_table));
     let handler = Handler {
         jira_credentials: Arc::new(JsonSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.jira_secret_arn)),
         jira: JiraClient::new()?,
         projects: config.jira_projects.clone(),
-        usage: Arc::new(DynamoDbUsageReader::new(dynamodb.clone(), &config.usage_table)),
-        usage_history: Arc::new(DynamoDbUsageHistory::new(dynamodb, &config.usage_table)),
+        usage: usage.clone(),
+        usage_history: usage,
         metrics: Metrics::from_env()?,
     };
     let handler = &handler;

@@ -2,7 +2,7 @@
 //! method (the schema in `openapi/tickets.json`, whose `operationId`s are the function names) and
 //! a function name (function details).
 
-use shared::action_group::ActionGroupEvent;
+use crate::events::ActionGroupEvent;
 
 /// What the agent asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

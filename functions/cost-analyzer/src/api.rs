@@ -11,12 +11,12 @@ use aws_lambda_events::http;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
-use shared::rollups::Spend;
 
 use crate::athena::{EventAnalytics, QueryError};
 use crate::audit::{AuditEntry, AuditFilter, AuditLog};
 use crate::report::{agent_lines, model_lines, round_usd, user_lines, Satisfaction, SpendView};
-use crate::store::{DayRollups, Feedback, RollupStore};
+use shared::ports::RollupStore;
+use shared::rollups::{DayRollups, Feedback, Spend};
 
 /// Longest period one request may cover.
 pub const MAX_PERIOD_DAYS: i64 = 366;
@@ -729,7 +729,7 @@ mod properties {
 
     use super::*;
     use crate::athena::PopularQuery;
-    use crate::store::{KnownUser, UserUsage};
+    use shared::rollups::{KnownUser, UserUsage};
 
     fn config() -> ProptestConfig {
         let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);

@@ -140,37 +140,32 @@ impl AuditLog for DynamoDbAuditLog {
         // Through the end second's last millisecond; `~` sorts after the request id.
         let to = format!("{:013}~", f.end_time * 1000 + 999);
         while day >= first && out.len() < f.limit {
-            let mut start: Option<HashMap<String, AttributeValue>> = None;
-            loop {
-                let mut filters = Vec::new();
-                let mut q = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                    .expression_attribute_values(":pk", s(pk(day)))
-                    .expression_attribute_values(":from", s(&from))
-                    .expression_attribute_values(":to", s(&to))
-                    .scan_index_forward(false)
-                    .set_exclusive_start_key(start.take());
-                if let Some(u) = &f.user_id {
-                    filters.push("user_id = :user");
-                    q = q.expression_attribute_values(":user", s(u));
-                }
-                if let Some(a) = &f.action_type {
-                    filters.push("action_type = :action");
-                    q = q.expression_attribute_values(":action", s(a));
-                }
-                if !filters.is_empty() {
-                    q = q.filter_expression(filters.join(" AND "));
-                }
-                let page = q.send().await.map_err(|e| Error::from_sdk("dynamodb", "Query", e))?;
-                out.extend(page.items().iter().map(from_item));
-                match page.last_evaluated_key {
-                    Some(key) if !key.is_empty() && out.len() < f.limit => start = Some(key),
-                    _ => break,
-                }
+            let mut filters = Vec::new();
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(pk(day)))
+                .expression_attribute_values(":from", s(&from))
+                .expression_attribute_values(":to", s(&to))
+                .scan_index_forward(false);
+            if let Some(u) = &f.user_id {
+                filters.push("user_id = :user");
+                q = q.expression_attribute_values(":user", s(u));
             }
+            if let Some(a) = &f.action_type {
+                filters.push("action_type = :action");
+                q = q.expression_attribute_values(":action", s(a));
+            }
+            if !filters.is_empty() {
+                q = q.filter_expression(filters.join(" AND "));
+            }
+            shared::aws::query_pages(q, |items| {
+                out.extend(items.iter().map(from_item));
+                out.len() < f.limit
+            })
+            .await?;
             match day.pred_opt() {
                 Some(d) => day = d,
                 None => break,

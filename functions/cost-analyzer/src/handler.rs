@@ -14,7 +14,8 @@ use shared::slack::client::{FileUpload, SlackWebClient};
 use crate::api::AdminApi;
 use crate::compact::{ArchiveObjects, Compactor, Unloader};
 use crate::report::{self, DailyReport};
-use crate::store::{DayRollups, RollupStore};
+use shared::ports::RollupStore;
+use shared::rollups::DayRollups;
 
 /// Why an invocation failed (the Lambda error type names the kind).
 #[derive(Debug, thiserror::Error)]

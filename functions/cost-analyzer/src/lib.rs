@@ -2,9 +2,10 @@
 //! (Function URL, AWS_IAM auth), from the usage rollups, with Athena for popular search queries.
 //!
 //! The entry point is [`handler`]; [`report`] builds the report and [`chart`] draws it; [`api`]
-//! routes and answers the admin API (its OpenAPI document is `openapi/admin.json`); [`store`]
-//! reads the rollups, [`audit`] keeps the audit log, [`athena`] runs queries, [`compact`] rewrites
-//! each day of the event archive as one object; [`s3`] holds the bucket's adapters.
+//! routes and answers the admin API (its OpenAPI document is `openapi/admin.json`). The rollups
+//! are read through [`shared::ports::RollupStore`] (adapter: [`shared::aws::usage`]); [`audit`]
+//! keeps the audit log, [`athena`] runs queries, [`compact`] rewrites each day of the event
+//! archive as one object; [`s3`] holds the bucket's adapters.
 
 pub mod api;
 pub mod athena;
@@ -15,7 +16,6 @@ pub mod config;
 pub mod handler;
 pub mod report;
 pub mod s3;
-pub mod store;
 
 pub use config::Config;
 pub use handler::{CostAnalyzer, CostAnalyzerError};

@@ -8,10 +8,10 @@ use cost_analyzer::athena::AthenaAnalytics;
 use cost_analyzer::audit::DynamoDbAuditLog;
 use cost_analyzer::handler::{ArchiveCompaction, ReportChannel};
 use cost_analyzer::s3::{S3Archive, S3ReportStore};
-use cost_analyzer::store::DynamoDbRollups;
 use cost_analyzer::{Config, CostAnalyzer};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::aws::secrets::JsonSecret;
+use shared::aws::usage::DynamoDbUsageReader;
 use shared::ports::SlackSecretSource;
 use shared::slack::client::SlackWebClient;
 use shared::telemetry::init_logging;
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = shared::aws::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let rollups = Arc::new(DynamoDbRollups::new(dynamodb.clone(), &config.usage_table));
+    let rollups = Arc::new(DynamoDbUsageReader::new(dynamodb.clone(), &config.usage_table));
     let channel = match (&config.report_channel, &config.slack_secret_arn) {
         (Some(channel), Some(arn)) => {
             let secrets: Arc<dyn SlackSecretSource> =

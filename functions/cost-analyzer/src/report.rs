@@ -8,9 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{Datelike, Duration, NaiveDate};
 use serde::Serialize;
 use serde_json::{json, Value};
-use shared::rollups::Spend;
 
-use crate::store::{DayRollups, Feedback};
+use shared::rollups::{DayRollups, Feedback, Spend};
 
 /// How many users the report lists.
 pub const TOP_USERS: usize = 10;
@@ -378,7 +377,7 @@ pub fn blocks(r: &DailyReport) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AgentModelSpend, HourSpend, UserAgentSpend};
+    use shared::rollups::{AgentModelSpend, HourSpend, UserAgentSpend};
 
     fn spend(cost: f64, turns: u64) -> Spend {
         Spend { cost_usd: cost, turns, input_tokens: turns * 100, output_tokens: turns * 10, ..Spend::default() }

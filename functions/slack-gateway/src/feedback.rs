@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use shared::aws::conversations::DynamoDbConversations;
-use shared::aws::feedback::FirehoseFeedback;
+use shared::aws::firehose::FirehoseFeedback;
 use shared::domain::{FeedbackEntry, Sentiment};
 use shared::ports::TurnRecord;
 use tracing::{debug, info};

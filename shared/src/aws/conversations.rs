@@ -473,31 +473,24 @@ impl DynamoDbConversations {
     /// The `received_at_ms` of every turn still open that was received in `[from_ms, to_ms]`,
     /// oldest first. Reads only the open turns (a sparse index).
     pub async fn open_turns_received_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<i64>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OPEN_TURNS_INDEX)
+            .key_condition_expression("#o = :o AND received_at_ms BETWEEN :from AND :to")
+            .expression_attribute_names("#o", OPEN_TURN)
+            .expression_attribute_values(":o", s(OPEN_TURN_VALUE))
+            .expression_attribute_values(":from", n(from_ms))
+            .expression_attribute_values(":to", n(to_ms));
         let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OPEN_TURNS_INDEX)
-                .key_condition_expression("#o = :o AND received_at_ms BETWEEN :from AND :to")
-                .expression_attribute_names("#o", OPEN_TURN)
-                .expression_attribute_values(":o", s(OPEN_TURN_VALUE))
-                .expression_attribute_values(":from", n(from_ms))
-                .expression_attribute_values(":to", n(to_ms))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| Error::from_sdk("dynamodb", "Query", e))?;
-            out.extend(page.items().iter().filter_map(|i| {
+        super::query_pages(query, |items| {
+            out.extend(items.iter().filter_map(|i| {
                 i.get("received_at_ms").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok())
             }));
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+            true
+        })
+        .await?;
         Ok(out)
     }
 
@@ -508,28 +501,21 @@ impl DynamoDbConversations {
         let mut bucket_start = from_ms - from_ms.rem_euclid(HOUR_MS);
         while bucket_start <= to_ms {
             let hour = hour_bucket(bucket_start);
-            let mut start: Option<HashMap<String, AttributeValue>> = None;
-            loop {
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(BY_HOUR_INDEX)
-                    .key_condition_expression("#h = :h AND at_ms BETWEEN :from AND :to")
-                    .expression_attribute_names("#h", HOUR)
-                    .expression_attribute_values(":h", s(&hour))
-                    .expression_attribute_values(":from", n(from_ms))
-                    .expression_attribute_values(":to", n(to_ms))
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(|e| Error::from_sdk("dynamodb", "Query", e))?;
-                out.extend(page.items().iter().filter_map(activity_from_item));
-                match page.last_evaluated_key {
-                    Some(k) if !k.is_empty() => start = Some(k),
-                    _ => break,
-                }
-            }
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_HOUR_INDEX)
+                .key_condition_expression("#h = :h AND at_ms BETWEEN :from AND :to")
+                .expression_attribute_names("#h", HOUR)
+                .expression_attribute_values(":h", s(&hour))
+                .expression_attribute_values(":from", n(from_ms))
+                .expression_attribute_values(":to", n(to_ms));
+            super::query_pages(query, |items| {
+                out.extend(items.iter().filter_map(activity_from_item));
+                true
+            })
+            .await?;
             bucket_start += HOUR_MS;
         }
         Ok(out)

@@ -1,4 +1,6 @@
-//! Firehose analytics sink: one newline-terminated JSON record per event.
+//! Firehose delivery streams: the analytics events and the feedback events, one
+//! newline-terminated JSON record per event (the feedback stream writes to the analytics
+//! bucket too, under the prefix `feedback/`).
 
 use async_trait::async_trait;
 use aws_sdk_firehose::primitives::Blob;
@@ -21,20 +23,38 @@ impl FirehoseAnalytics {
     }
 }
 
+/// Puts feedback events on a Firehose delivery stream.
+#[derive(Debug, Clone)]
+pub struct FirehoseFeedback {
+    client: aws_sdk_firehose::Client,
+    stream: String,
+}
+
+impl FirehoseFeedback {
+    pub fn new(client: aws_sdk_firehose::Client, stream: impl Into<String>) -> Self {
+        FirehoseFeedback { client, stream: stream.into() }
+    }
+
+    /// Puts `event` as one NDJSON line.
+    pub async fn put<T: serde::Serialize + Sync>(&self, event: &T) -> Result<()> {
+        put_record(&self.client, &self.stream, ndjson_line("feedback event", event)?).await
+    }
+}
+
 /// The record bytes for one event: JSON and a newline, so objects are valid NDJSON for Athena.
 pub fn encode_event(event: &AnalyticsEvent) -> Result<Vec<u8>> {
     ndjson_line("analytics event", event)
 }
 
 /// `value` as one newline-terminated JSON line (`what` names it in the error).
-pub(crate) fn ndjson_line<T: serde::Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Vec<u8>> {
+fn ndjson_line<T: serde::Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec(value).map_err(|e| Error::Malformed { what, reason: e.to_string() })?;
     bytes.push(b'\n');
     Ok(bytes)
 }
 
 /// Puts one record on `stream`, with the adapters' retries.
-pub(crate) async fn put_record(client: &aws_sdk_firehose::Client, stream: &str, bytes: Vec<u8>) -> Result<()> {
+async fn put_record(client: &aws_sdk_firehose::Client, stream: &str, bytes: Vec<u8>) -> Result<()> {
     super::with_retries(|| async {
         let record = Record::builder()
             .data(Blob::new(bytes.clone()))

@@ -3,7 +3,6 @@
 pub mod agent;
 pub mod conversations;
 pub mod dedup;
-pub mod feedback;
 pub mod firehose;
 pub mod ledger;
 pub mod prices;
@@ -11,9 +10,12 @@ pub mod secrets;
 pub mod sqs;
 pub mod usage;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -76,6 +78,29 @@ where
                 Ok(None)
             }
             Err(e) => Err(Error::from_sdk("dynamodb", operation, e)),
+        }
+    }
+}
+
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Sends `query`, then asks for each next page from where the last one ended, handing every
+/// page's items to `take`, until the last page or until `take` returns false (it has enough).
+/// A page holds at most 1 MB, so every Query that can match more must page.
+pub async fn query_pages(query: QueryFluentBuilder, mut take: impl FnMut(Vec<Item>) -> bool + Send) -> Result<()> {
+    let mut start: Option<Item> = None;
+    loop {
+        let page = query
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("dynamodb", "Query", e))?;
+        let more = take(page.items.unwrap_or_default());
+        match page.last_evaluated_key {
+            Some(key) if more && !key.is_empty() => start = Some(key),
+            _ => return Ok(()),
         }
     }
 }

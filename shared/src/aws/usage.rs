@@ -1,27 +1,87 @@
-//! Reads usage rollups from USAGE_TABLE (see [`crate::rollups`] for the keys).
+//! Every read of USAGE_TABLE (keys in [`crate::rollups`]): [`DynamoDbUsageReader`] is the
+//! adapter of the read ports, [`UsageReader`] (budgets), [`UsageHistory`] ("my usage") and
+//! [`RollupStore`] (reports and the admin API). Key lookups and Queries on rollup partitions
+//! only, never a scan. The ledger's writes are [`super::ledger`]'s.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::NaiveDate;
 
-use crate::ports::UsageReader;
+use super::Item;
+use crate::ports::{RollupStore, UsageHistory, UsageReader};
 use crate::retry::Backoff;
-use crate::rollups::{day_sk, month_sk, user_pk, Spend, UserSpend, SPEND_ATTRIBUTES};
+use crate::rollups::{
+    day_pk, day_sk, month_sk, user_pk, AgentModelSpend, DayRollups, Feedback, HourSpend, KnownUser, Spend,
+    UserAgentSpend, UserSpend, UserUsage, AGENTS_PK, SPEND_ATTRIBUTES, USERS_PK,
+};
 use crate::{Error, Result};
 
-/// Rollup reads from the usage table.
-#[derive(Debug, Clone)]
+/// The reads of the usage table; counts the Query pages and items it reads.
+#[derive(Debug)]
 pub struct DynamoDbUsageReader {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    items_read: AtomicU64,
+    queries: AtomicU64,
 }
 
 impl DynamoDbUsageReader {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        DynamoDbUsageReader { client, table: table.into() }
+        DynamoDbUsageReader { client, table: table.into(), items_read: AtomicU64::new(0), queries: AtomicU64::new(0) }
+    }
+
+    /// Items read so far by Queries (every page).
+    pub fn items_read(&self) -> u64 {
+        self.items_read.load(Ordering::Relaxed)
+    }
+
+    /// Query requests sent so far.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// All items of partition `pk` whose sort key is between `range` (inclusive), every page.
+    async fn partition(&self, pk: String, range: Option<(String, String)>, consistent: bool) -> Result<Vec<Item>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            // Only "my usage" asks for a consistent read: the user's last turn must show.
+            .set_consistent_read(consistent.then_some(true));
+        let query = match range {
+            Some((from, to)) => query
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":from", AttributeValue::S(from))
+                .expression_attribute_values(":to", AttributeValue::S(to)),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        let mut out = Vec::new();
+        super::query_pages(query, |items| {
+            self.queries.fetch_add(1, Ordering::Relaxed);
+            self.items_read.fetch_add(items.len() as u64, Ordering::Relaxed);
+            out.extend(items);
+            true
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// A user's day rollups between two days (inclusive), oldest first.
+    async fn days_of_user(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+        consistent: bool,
+    ) -> Result<Vec<(NaiveDate, Spend)>> {
+        let items = self.partition(user_pk(team_id, user_id), Some((day_sk(from), day_sk(to))), consistent).await?;
+        Ok(user_days_from_items(&items))
     }
 }
 
@@ -33,7 +93,7 @@ impl DynamoDbUsageReader {
     /// Every item of `keys`: keys DynamoDB returns as UnprocessedKeys are asked for again with
     /// backoff; if some are still unprocessed after the last round, the read fails (a missing
     /// rollup would read as no spend at all, and the budget would not hold).
-    async fn batch_get(&self, keys: KeysAndAttributes) -> Result<Vec<HashMap<String, AttributeValue>>> {
+    async fn batch_get(&self, keys: KeysAndAttributes) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut pending = keys;
         let mut round = 0;
@@ -76,7 +136,7 @@ impl DynamoDbUsageReader {
 }
 
 /// Reads a rollup item's numbers; absent attributes are zero.
-pub fn spend_from_item(item: &HashMap<String, AttributeValue>) -> Spend {
+fn spend_from_item(item: &Item) -> Spend {
     let num = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<f64>().ok()).unwrap_or(0.0);
     let [cost, input, output, cache_read, cache_write, turns, unpriced] = SPEND_ATTRIBUTES.map(num);
     Spend {
@@ -88,6 +148,75 @@ pub fn spend_from_item(item: &HashMap<String, AttributeValue>) -> Spend {
         turns: turns as u64,
         unpriced_tokens: unpriced as u64,
     }
+}
+
+fn text(item: &Item, key: &str) -> String {
+    item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+}
+
+fn number(item: &Item, key: &str) -> u64 {
+    item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<f64>().ok()).map_or(0, |n| n.max(0.0) as u64)
+}
+
+/// Reads the items of a day partition; items of unknown shape are skipped.
+pub fn day_rollups_from_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> DayRollups {
+    let mut day = DayRollups::default();
+    for item in items {
+        let sk = text(item, "sk");
+        let spend = || spend_from_item(item);
+        if sk.starts_with("AGENT#") {
+            day.models.push(AgentModelSpend {
+                agent_id: text(item, "agent_id"),
+                model: text(item, "model_id"),
+                spend: spend(),
+            });
+        } else if sk.starts_with("HOUR#") {
+            let hour = text(item, "hour").parse().unwrap_or(0);
+            day.hours.push(HourSpend { hour, agent_id: text(item, "agent_id"), spend: spend() });
+        } else if sk.starts_with("USER#") {
+            day.users.push(UserAgentSpend {
+                team_id: text(item, "team_id"),
+                user_id: text(item, "user_id"),
+                agent_id: text(item, "agent_id"),
+                spend: spend(),
+            });
+        } else if let Some(agent) = sk.strip_prefix("FEEDBACK#AGENT#") {
+            let positive = number(item, "positive");
+            let negative = number(item, "negative");
+            day.feedback.push((agent.to_string(), Feedback { positive, negative }));
+        }
+    }
+    day
+}
+
+/// Reads user usage items (`USAGE#{date}#AGENT#..#MODEL#..`).
+fn user_usage_from_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<UserUsage> {
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let sk = text(item, "sk");
+            let day = sk.strip_prefix("USAGE#").and_then(|r| r.get(..10))?;
+            let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+            Some(UserUsage {
+                day,
+                agent_id: text(item, "agent_id"),
+                model: text(item, "model_id"),
+                spend: spend_from_item(item),
+            })
+        })
+        .collect()
+}
+
+/// Reads a user's day items (`DAY#{date}`).
+fn user_days_from_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<(NaiveDate, Spend)> {
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let sk = text(item, "sk");
+            let day = NaiveDate::parse_from_str(sk.strip_prefix("DAY#")?, "%Y-%m-%d").ok()?;
+            Some((day, spend_from_item(item)))
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -117,6 +246,56 @@ impl UsageReader for DynamoDbUsageReader {
             }
         }
         Ok(spend)
+    }
+}
+
+#[async_trait]
+impl UsageHistory for DynamoDbUsageReader {
+    async fn days(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, Spend)>> {
+        self.days_of_user(team_id, user_id, from, to, true).await
+    }
+}
+
+#[async_trait]
+impl RollupStore for DynamoDbUsageReader {
+    async fn day(&self, day: NaiveDate) -> Result<DayRollups> {
+        Ok(day_rollups_from_items(&self.partition(day_pk(day), None, false).await?))
+    }
+
+    async fn user_usage(&self, team_id: &str, user_id: &str, from: NaiveDate, to: NaiveDate) -> Result<Vec<UserUsage>> {
+        // `~` sorts after every character of an id: the last day's items are all included.
+        let range = (format!("USAGE#{}", from.format("%Y-%m-%d")), format!("USAGE#{}#~", to.format("%Y-%m-%d")));
+        Ok(user_usage_from_items(&self.partition(user_pk(team_id, user_id), Some(range), false).await?))
+    }
+
+    async fn user_days(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, Spend)>> {
+        self.days_of_user(team_id, user_id, from, to, false).await
+    }
+
+    async fn known_users(&self) -> Result<Vec<KnownUser>> {
+        let items = self.partition(USERS_PK.to_string(), None, false).await?;
+        Ok(items
+            .iter()
+            .map(|i| KnownUser { team_id: text(i, "team_id"), user_id: text(i, "user_id"), spend: spend_from_item(i) })
+            .filter(|u| !u.user_id.is_empty())
+            .collect())
+    }
+
+    async fn known_agents(&self) -> Result<Vec<String>> {
+        let items = self.partition(AGENTS_PK.to_string(), None, false).await?;
+        Ok(items.iter().map(|i| text(i, "agent_id")).filter(|a| !a.is_empty()).collect())
     }
 }
 

@@ -1,88 +1,14 @@
 //! "My usage": the asking user's spend and tokens for today, this month or a period, from the
 //! usage rollups (keys in [`shared::rollups`]). Today and this month are two key lookups through
-//! [`shared::ports::UsageReader`]; a period is one Query over the user's `DAY#` range.
+//! [`shared::ports::UsageReader`]; a period is the user's day rollups through
+//! [`shared::ports::UsageHistory`] (both adapted by [`shared::aws::usage`]).
 
-use std::collections::HashMap;
-
-use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Datelike, Duration as Days, NaiveDate};
 use serde_json::{json, Value};
-use shared::aws::usage::spend_from_item;
-use shared::rollups::{day_sk, month_sk, user_pk, Spend};
+use shared::rollups::{month_sk, Spend};
 
 /// The longest period one question may cover.
 pub const MAX_PERIOD_DAYS: i64 = 366;
-
-/// A user's day rollups over a date range.
-#[async_trait]
-pub trait UsageHistory: Send + Sync {
-    /// The day rollups of the user between `from` and `to` (inclusive, UTC), oldest first; days
-    /// without usage have no rollup.
-    async fn days(
-        &self,
-        team_id: &str,
-        user_id: &str,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> shared::Result<Vec<(NaiveDate, Spend)>>;
-}
-
-/// Day rollups read from USAGE_TABLE with a Query on the user's partition.
-#[derive(Debug, Clone)]
-pub struct DynamoDbUsageHistory {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
-}
-
-impl DynamoDbUsageHistory {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        DynamoDbUsageHistory { client, table: table.into() }
-    }
-}
-
-#[async_trait]
-impl UsageHistory for DynamoDbUsageHistory {
-    async fn days(
-        &self,
-        team_id: &str,
-        user_id: &str,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> shared::Result<Vec<(NaiveDate, Spend)>> {
-        let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", AttributeValue::S(user_pk(team_id, user_id)))
-                .expression_attribute_values(":from", AttributeValue::S(day_sk(from)))
-                .expression_attribute_values(":to", AttributeValue::S(day_sk(to)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| shared::Error::from_sdk("dynamodb", "Query", e))?;
-            for item in page.items() {
-                let day = item
-                    .get("sk")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|sk| sk.strip_prefix("DAY#"))
-                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-                if let Some(day) = day {
-                    out.push((day, spend_from_item(item)));
-                }
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(out),
-            }
-        }
-    }
-}
 
 /// Which figures the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
