@@ -75,6 +75,32 @@ pub struct TurnRecord {
     pub pending_usage: Option<String>,
 }
 
+impl TurnRecord {
+    /// A turn as first recorded, when its message is received.
+    pub fn received(
+        thread: ThreadRef,
+        message_ts: impl Into<String>,
+        event_id: impl Into<String>,
+        user_id: impl Into<String>,
+        received_at_ms: i64,
+    ) -> TurnRecord {
+        TurnRecord {
+            thread,
+            message_ts: message_ts.into(),
+            event_id: event_id.into(),
+            user_id: user_id.into(),
+            status: TurnStatus::Received,
+            received_at_ms,
+            finished_at_ms: None,
+            reply_ts: None,
+            outcome: None,
+            error_code: None,
+            pending_analytics: None,
+            pending_usage: None,
+        }
+    }
+}
+
 /// How beginning a turn went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnStart {

@@ -11,25 +11,17 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use tests::fault_proxy::{Fault, FaultProxy};
 use tests::function_process::FunctionProcess;
-use tests::gateway_binaries::binary;
+use tests::gateway_binaries::{binary, blocking, env};
 use tests::harness::{emulators, AGENT_ALIAS_ID, AGENT_ID};
 use tests::lambda_runtime_api::Outcome;
 use tests::resources::{drain_queue, GatewayResources, TEST_SIGNING_SECRET};
 use tests::slack_events::{body_of, fixture, with_body};
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
 
 fn status_of(outcome: &Result<Outcome, String>, output: &str) -> i64 {
     match outcome {
         Ok(Outcome::Response(v)) => v["statusCode"].as_i64().unwrap_or(0),
         other => panic!("ingress: {other:?}\n{output}"),
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
 #[tokio::test(flavor = "multi_thread")]

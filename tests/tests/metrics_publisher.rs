@@ -45,20 +45,13 @@ async fn table(name: &str) -> (DynamoDbConversations, aws_sdk_dynamodb::Client, 
 
 fn turn(n: u32, received_at_ms: i64) -> TurnRecord {
     let ts = format!("{}.{n:06}", received_at_ms / 1000);
-    TurnRecord {
-        thread: ThreadRef { team_id: "T1".into(), channel_id: "CMP".into(), thread_ts: ts.clone() },
-        message_ts: ts,
-        event_id: format!("Ev{n}"),
-        user_id: "U1".into(),
-        status: TurnStatus::Received,
+    TurnRecord::received(
+        ThreadRef { team_id: "T1".into(), channel_id: "CMP".into(), thread_ts: ts.clone() },
+        ts,
+        format!("Ev{n}"),
+        "U1",
         received_at_ms,
-        finished_at_ms: None,
-        reply_ts: None,
-        outcome: None,
-        error_code: None,
-        pending_analytics: None,
-        pending_usage: None,
-    }
+    )
 }
 
 /// Begins and finishes a turn the way the worker does; `delivered` clears the pending copies.

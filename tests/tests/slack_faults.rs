@@ -229,20 +229,8 @@ async fn finishing_a_turn_keeps_feedback_given_on_its_early_message() {
     let ddb = aws_sdk_dynamodb::Client::new(&gw.sdk);
     let store = DynamoDbConversations::new(ddb.clone(), &gw.resources.conversations_table);
     let thread = ThreadRef { team_id: "T0001".into(), channel_id: "CSFFEED".into(), thread_ts: "1.000001".into() };
-    let mut turn = TurnRecord {
-        thread: thread.clone(),
-        message_ts: "1.000001".into(),
-        event_id: "EvFeed".into(),
-        user_id: "U1".into(),
-        status: TurnStatus::Received,
-        received_at_ms: chrono::Utc::now().timestamp_millis(),
-        finished_at_ms: None,
-        reply_ts: None,
-        outcome: None,
-        error_code: None,
-        pending_analytics: None,
-        pending_usage: None,
-    };
+    let mut turn =
+        TurnRecord::received(thread.clone(), "1.000001", "EvFeed", "U1", chrono::Utc::now().timestamp_millis());
     store.begin_turn(&turn).await.expect("begin");
     store.record_reply(&thread, "1.000001", "1.000002").await.expect("early message");
     store.keep_answer(&thread, "1.000001", "{}").await.expect("keep");

@@ -362,20 +362,13 @@ async fn a_redelivered_turn_edits_the_message_an_earlier_delivery_posted() {
     let store = conversations(&gw);
     let (req, body) =
         slack_request("slack/app_mention", "rs", channel, "<@UBOT> How do I get access to the staging VPN?");
-    let record = TurnRecord {
-        thread: thread(channel, MENTION_TS),
-        message_ts: MENTION_TS.into(),
-        event_id: body["event_id"].as_str().unwrap_or_default().into(),
-        user_id: body["event"]["user"].as_str().unwrap_or_default().into(),
-        status: TurnStatus::Received,
-        received_at_ms: chrono::Utc::now().timestamp_millis(),
-        finished_at_ms: None,
-        reply_ts: None,
-        outcome: None,
-        error_code: None,
-        pending_analytics: None,
-        pending_usage: None,
-    };
+    let record = TurnRecord::received(
+        thread(channel, MENTION_TS),
+        MENTION_TS,
+        body["event_id"].as_str().unwrap_or_default(),
+        body["event"]["user"].as_str().unwrap_or_default(),
+        chrono::Utc::now().timestamp_millis(),
+    );
     store.begin_turn(&record).await.expect("begin");
     store.record_reply(&record.thread, MENTION_TS, &early_ts).await.expect("record reply");
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use shared::domain::{AgentTurn, ModelCall, Outcome, TurnStatus};
+use shared::domain::{AgentTurn, ModelCall, Outcome};
 use shared::ports::{
     AgentClient, AgentError, AgentRequest, AnalyticsSink, ChatClient, ConversationStore, FileTransfer, TurnRecord,
     TurnStart, UsageReader, UsageSink,
@@ -337,18 +337,5 @@ fn judge(m: &MessageWork, result: Result<AgentTurn, AgentError>) -> Judged {
 
 /// The turn as first recorded, when its message is received.
 fn received(m: &MessageWork) -> TurnRecord {
-    TurnRecord {
-        thread: m.thread(),
-        message_ts: m.ts.clone(),
-        event_id: m.event_id.clone(),
-        user_id: m.user_id.clone(),
-        status: TurnStatus::Received,
-        received_at_ms: m.received_at_ms,
-        finished_at_ms: None,
-        reply_ts: None,
-        outcome: None,
-        error_code: None,
-        pending_analytics: None,
-        pending_usage: None,
-    }
+    TurnRecord::received(m.thread(), m.ts.clone(), m.event_id.clone(), m.user_id.clone(), m.received_at_ms)
 }
