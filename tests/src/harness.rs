@@ -4,23 +4,15 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_config::SdkConfig;
-use shared::aws::agent::BedrockAgent;
-use shared::aws::conversations::DynamoDbConversations;
-use shared::aws::dedup::DynamoDbDedup;
-use shared::aws::firehose::FirehoseAnalytics;
-use shared::aws::secrets::JsonSecret;
-use shared::aws::sqs::{SqsUsageSink, SqsWorkQueue};
-use shared::aws::usage::DynamoDbUsageReader;
-use shared::slack::client::SlackWebClient;
-use shared::slack::files::{FileHosts, SlackFileFetcher, SlackFiles};
+use shared::slack::files::FileHosts;
 use shared::telemetry::Metrics;
-use slack_gateway::ingress::Ingress;
-use slack_gateway::worker::{Worker, WorkerSettings};
+use slack_gateway::ingress::{Ingress, IngressConfig};
+use slack_gateway::worker::{Worker, WorkerConfig, WorkerSettings};
 
 use crate::fake_agent::FakeAgent;
 use crate::fake_slack::FakeSlack;
 use crate::moto::{sdk_config_for, workspace_root, Moto};
-use crate::resources::{GatewayResources, TEST_BOT_TOKEN};
+use crate::resources::GatewayResources;
 
 /// Agent ids the tests configure.
 pub const AGENT_ID: &str = "AGENT12345";
@@ -64,53 +56,41 @@ impl Gateway {
         let resources =
             GatewayResources::create(&sdk, prefix).await.unwrap_or_else(|e| panic!("creating resources: {e:?}"));
         let (metrics, emf) = Metrics::capture("BedrockUsage");
-        let ingress = Ingress::new(
-            Arc::new(JsonSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &resources.secret_arn)),
-            Arc::new(DynamoDbDedup::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.dedup_table)),
-            Arc::new(SqsWorkQueue::new(aws_sdk_sqs::Client::new(&sdk), &resources.work_queue_url)),
-            metrics.clone(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("ingress init: {e}"));
-        let agent_sdk = sdk_config_for(&emu.agent.endpoint());
+        let ingress_config = IngressConfig {
+            slack_secret_arn: resources.secret_arn.clone(),
+            work_queue_url: resources.work_queue_url.clone(),
+            dedup_table: resources.dedup_table.clone(),
+            metrics_namespace: "BedrockUsage".into(),
+            slack_api_base: emu.slack.api_base(),
+            queued_status: None,
+            feedback: slack_gateway::reactions::FeedbackSettings::default(),
+        };
+        let ingress = Ingress::from_config(&ingress_config, &sdk, metrics.clone())
+            .await
+            .unwrap_or_else(|e| panic!("ingress init: {e}"));
         let mut settings = WorkerSettings::new(AGENT_ID, AGENT_ALIAS_ID);
         settings.agent_backoff.base = std::time::Duration::from_millis(50);
-        let slack = Arc::new(
-            SlackWebClient::new(&emu.slack.api_base(), TEST_BOT_TOKEN.to_string().into())
-                .unwrap_or_else(|e| panic!("slack client: {e}")),
-        );
-        // The fake Slack serves users' files over plain http on loopback: listed explicitly.
-        let file_hosts = FileHosts::parse(&emu.slack.host()).unwrap_or_else(|e| panic!("file hosts: {e}"));
-        let fetcher = SlackFileFetcher::new(&TEST_BOT_TOKEN.to_string().into(), file_hosts)
-            .unwrap_or_else(|e| panic!("file fetcher: {e}"));
-        let worker = Worker {
-            agent: Arc::new(BedrockAgent::new(shared::aws::agent::agent_client(&agent_sdk), AGENT_ID, AGENT_ALIAS_ID)),
-            chat: slack.clone(),
-            files: Arc::new(SlackFiles::new(fetcher, slack)),
-            analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(&sdk), &resources.stream)),
-            usage: Arc::new(SqsUsageSink::new(aws_sdk_sqs::Client::new(&sdk), &resources.usage_queue_url)),
-            conversations: Arc::new(DynamoDbConversations::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                &resources.conversations_table,
-            )),
-            spend: Arc::new(DynamoDbUsageReader::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.usage_table)),
-            prices: Arc::new(shared::pricing::PriceTable::embedded()),
-            metrics,
+        let worker_config = WorkerConfig {
+            slack_secret_arn: resources.secret_arn.clone(),
+            slack_api_base: emu.slack.api_base(),
+            usage_queue_url: resources.usage_queue_url.clone(),
+            events_stream_name: resources.stream.clone(),
+            conversations_table: resources.conversations_table.clone(),
+            usage_table: resources.usage_table.clone(),
+            agent_id: AGENT_ID.into(),
+            agent_alias_id: AGENT_ALIAS_ID.into(),
+            metrics_namespace: "BedrockUsage".into(),
             settings,
-            feedback: Arc::new(slack_gateway::feedback::FeedbackRecorder {
-                store: Arc::new(
-                    DynamoDbConversations::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.conversations_table)
-                        .with_feedback_rollup(&resources.usage_table, AGENT_ID),
-                ),
-                sink: Some(Arc::new(shared::aws::firehose::FirehoseFeedback::new(
-                    aws_sdk_firehose::Client::new(&sdk),
-                    &resources.feedback_stream,
-                ))),
-                settings: slack_gateway::feedback::FeedbackSettings::default(),
-                agent_id: AGENT_ID.into(),
-                agent_alias_id: AGENT_ALIAS_ID.into(),
-            }),
+            feedback_stream_name: Some(resources.feedback_stream.clone()),
+            feedback: slack_gateway::feedback::FeedbackSettings::default(),
+            // The fake Slack serves users' files over plain http on loopback: listed explicitly.
+            file_hosts: FileHosts::parse(&emu.slack.host()).unwrap_or_else(|e| panic!("file hosts: {e}")),
         };
+        let agent_sdk = sdk_config_for(&emu.agent.endpoint());
+        let worker =
+            Worker::from_config(&worker_config, &sdk, &agent_sdk, shared::pricing::PriceTable::embedded(), metrics)
+                .await
+                .unwrap_or_else(|e| panic!("worker init: {e}"));
         Gateway { sdk, resources, ingress, worker, emf }
     }
 

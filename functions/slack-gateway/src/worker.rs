@@ -15,6 +15,7 @@ mod history;
 mod kept;
 mod outbox;
 mod records;
+mod wiring;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! slack-ingress: verify, classify, dedupe, enqueue, and acknowledge well inside Slack's 3 s.
 
+mod wiring;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
