@@ -199,6 +199,52 @@ pub struct Attempt {
     pub time_left: Option<Duration>,
 }
 
+/// The rate-limit waits one call has taken so far.
+#[derive(Debug, Default)]
+struct RateLimitBudget {
+    /// Waits kept apart from the backoff's attempts ([`RateLimitWaits::AtMost`]).
+    waits: u32,
+    waited: Duration,
+}
+
+impl RateLimitBudget {
+    /// The delay to take before repeating a call the server asked to wait `wait`, counted in the
+    /// budget; None (logged) when the wait outlasts the budget, the deadline or the attempts left.
+    fn admit(&mut self, policy: &RetryPolicy, label: &str, wait: Duration, number: u32) -> Option<Duration> {
+        if self.waited.saturating_add(wait) > policy.max_rate_limit_wait {
+            tracing::warn!(
+                call = label,
+                retry_after_ms = wait.as_millis() as u64,
+                "rate limit outlasts the wait budget"
+            );
+            return None;
+        }
+        let delay = match policy.rate_limit_waits {
+            RateLimitWaits::ShareAttempts => {
+                policy.backoff.next_delay(number, Some(wait), policy.deadline, policy.reserve)
+            }
+            RateLimitWaits::AtMost(max) => {
+                let fits = policy.deadline.is_none_or(|d| Instant::now() + wait + policy.reserve <= d);
+                (fits && self.waits < max).then_some(wait)
+            }
+        };
+        let Some(delay) = delay else {
+            tracing::warn!(
+                call = label,
+                retry_after_ms = wait.as_millis() as u64,
+                "rate limit outlasts the time or attempts left"
+            );
+            return None;
+        };
+        self.waited = self.waited.saturating_add(delay);
+        if let RateLimitWaits::AtMost(_) = policy.rate_limit_waits {
+            self.waits += 1;
+            tracing::warn!(call = label, retry_after_ms = delay.as_millis() as u64, "rate limited; waiting as asked");
+        }
+        Some(delay)
+    }
+}
+
 /// Runs `attempt` until it is done, fails for good, or `policy` allows no more; `label` names
 /// the call in logs. With a deadline and less than `reserve` left before an attempt, returns
 /// `out_of_time()` instead of starting it.
@@ -214,8 +260,7 @@ where
     Fut: Future<Output = Verdict<T, E>>,
 {
     let mut number: u32 = 0;
-    let mut rate_limit_waits: u32 = 0;
-    let mut rate_limit_waited = Duration::ZERO;
+    let mut budget = RateLimitBudget::default();
     loop {
         let time_left = policy.time_left();
         if time_left.is_some_and(|left| left < policy.reserve) {
@@ -230,39 +275,9 @@ where
                 return Err(error);
             }
             Verdict::RateLimited { wait, error } => {
-                if rate_limit_waited.saturating_add(wait) > policy.max_rate_limit_wait {
-                    tracing::warn!(
-                        call = label,
-                        retry_after_ms = wait.as_millis() as u64,
-                        "rate limit outlasts the wait budget"
-                    );
-                    return Err(error);
-                }
-                let delay = match policy.rate_limit_waits {
-                    RateLimitWaits::ShareAttempts => {
-                        policy.backoff.next_delay(number, Some(wait), policy.deadline, policy.reserve)
-                    }
-                    RateLimitWaits::AtMost(max) => {
-                        let fits = policy.deadline.is_none_or(|d| Instant::now() + wait + policy.reserve <= d);
-                        (fits && rate_limit_waits < max).then_some(wait)
-                    }
-                };
-                let Some(delay) = delay else {
-                    tracing::warn!(
-                        call = label,
-                        retry_after_ms = wait.as_millis() as u64,
-                        "rate limit outlasts the time or attempts left"
-                    );
-                    return Err(error);
-                };
-                rate_limit_waited = rate_limit_waited.saturating_add(delay);
+                let Some(delay) = budget.admit(policy, label, wait, number) else { return Err(error) };
                 if let RateLimitWaits::AtMost(_) = policy.rate_limit_waits {
-                    rate_limit_waits += 1;
-                    tracing::warn!(
-                        call = label,
-                        retry_after_ms = delay.as_millis() as u64,
-                        "rate limited; waiting as asked"
-                    );
+                    // Kept apart from the backoff: this wait uses up no attempt.
                     tokio::time::sleep(delay).await;
                     continue;
                 }

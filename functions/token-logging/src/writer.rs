@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::ledger::{LedgerError, LedgerFailure, LedgerTurn, WriteOutcome, MAX_TRANSACTION_ACTIONS};
+use shared::ledger::{Cancellation, LedgerError, LedgerFailure, LedgerTurn, WriteOutcome, MAX_TRANSACTION_ACTIONS};
 use shared::ports::TokenLedger;
 use shared::retry::Backoff;
 use tracing::{error, warn};
@@ -132,97 +132,11 @@ impl LedgerWriter {
         let mut attempt = 0u32;
         let mut token = new_token();
         while !pending.is_empty() {
-            let refs: Vec<&LedgerTurn> = pending.iter().collect();
-            let rollups = combined_rollups(&refs);
-            if refs.len() + rollups.len() > self.settings.max_actions {
-                // Only a single turn with a great many models can get here.
-                error!(record_id = %pending[0].record.record_id, "turn needs more actions than one transaction holds");
-                finish(report, pending, TurnOutcome::Failed(Failure::Rejected));
-                return None;
-            }
-            if !self.breaker.allow() {
-                finish(report, pending, TurnOutcome::Failed(Failure::CircuitOpen));
-                return None;
-            }
-            report.requests += 1;
-            let result = self.ledger.write(&refs, &rollups, &token).await;
-            drop(refs);
-            let retry_as = match result {
-                Ok(WriteOutcome::Committed) => {
-                    self.breaker.record_success();
-                    finish(report, pending, TurnOutcome::Written);
-                    return None;
-                }
-                Ok(WriteOutcome::Cancelled(c)) => {
-                    if c.throttled {
-                        report.throttles += 1;
-                        self.trip_on_failure(report);
-                    } else {
-                        self.breaker.record_success();
-                    }
-                    // Nothing was written: the next request is a new one.
-                    token = new_token();
-                    let mut settled: Vec<(usize, TurnOutcome)> =
-                        c.already_logged.iter().map(|&i| (i, TurnOutcome::AlreadyLogged)).collect();
-                    for (i, reason) in &c.rejected {
-                        if let Some(t) = pending.get(*i) {
-                            error!(record_id = %t.record.record_id, reason = %reason, "the table refused a turn");
-                        }
-                        settled.push((*i, TurnOutcome::Failed(Failure::Rejected)));
-                    }
-                    if !settled.is_empty() {
-                        // Set those aside and retry the rest at once: no transient failure to wait out.
-                        settled.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
-                        for (i, outcome) in settled {
-                            if i < pending.len() {
-                                report.outcomes.push((pending.remove(i), outcome));
-                            }
-                        }
-                        continue;
-                    }
-                    if let Some(other) = c.other {
-                        error!(reason = %other, turns = pending.len(), "ledger write cancelled for a reason that retrying cannot fix");
-                        finish(report, pending, TurnOutcome::Failed(Failure::Rejected));
-                        return None;
-                    }
-                    if !(c.throttled || c.conflict) {
-                        finish(report, pending, TurnOutcome::Failed(Failure::Rejected));
-                        return None;
-                    }
-                    Failure::Throttled
-                }
-                Err(LedgerError { kind: kind @ (LedgerFailure::Throttled | LedgerFailure::Transient), error }) => {
-                    let throttled = kind == LedgerFailure::Throttled;
-                    if throttled {
-                        report.throttles += 1;
-                    }
-                    self.trip_on_failure(report);
-                    // The outcome of a timed-out request is unknown: repeat it with the same token
-                    // so that DynamoDB applies it at most once.
-                    warn!(error = %error, attempt, "ledger write failed; retrying");
-                    if throttled {
-                        Failure::Throttled
-                    } else {
-                        Failure::Store
-                    }
-                }
-                Err(LedgerError { kind: LedgerFailure::Invalid, error }) => {
-                    // The table answered: the request, not the table, is at fault.
-                    self.breaker.record_success();
-                    if pending.len() > 1 {
-                        warn!(turns = pending.len(), "request refused as invalid; writing its turns one by one");
-                        return Some(pending);
-                    }
-                    error!(error = %error, record_id = %pending[0].record.record_id, "the table refused a turn");
-                    finish(report, pending, TurnOutcome::Failed(Failure::Rejected));
-                    return None;
-                }
-                Err(LedgerError { kind: LedgerFailure::Failed, error }) => {
-                    self.trip_on_failure(report);
-                    error!(error = %error, turns = pending.len(), "ledger write failed");
-                    finish(report, pending, TurnOutcome::Failed(Failure::Store));
-                    return None;
-                }
+            let retry_as = match self.send(&mut pending, &mut token, attempt, report).await {
+                Step::Settled => return None,
+                Step::Split => return Some(pending),
+                Step::Resend => continue,
+                Step::BackOff(failure) => failure,
             };
             match self.settings.backoff.next_delay(attempt, None, deadline, self.settings.deadline_reserve) {
                 Some(delay) => {
@@ -230,12 +144,115 @@ impl LedgerWriter {
                     attempt += 1;
                 }
                 None => {
-                    finish(report, pending, TurnOutcome::Failed(retry_as));
+                    settle(report, &mut pending, TurnOutcome::Failed(retry_as));
                     return None;
                 }
             }
         }
         None
+    }
+
+    /// Sends one request for the `pending` turns and says what the chunk does next.
+    async fn send(
+        &self,
+        pending: &mut Vec<LedgerTurn>,
+        token: &mut String,
+        attempt: u32,
+        report: &mut WriteReport,
+    ) -> Step {
+        let refs: Vec<&LedgerTurn> = pending.iter().collect();
+        let rollups = combined_rollups(&refs);
+        if refs.len() + rollups.len() > self.settings.max_actions {
+            // Only a single turn with a great many models can get here.
+            error!(record_id = %pending[0].record.record_id, "turn needs more actions than one transaction holds");
+            settle(report, pending, TurnOutcome::Failed(Failure::Rejected));
+            return Step::Settled;
+        }
+        if !self.breaker.allow() {
+            settle(report, pending, TurnOutcome::Failed(Failure::CircuitOpen));
+            return Step::Settled;
+        }
+        report.requests += 1;
+        let result = self.ledger.write(&refs, &rollups, token).await;
+        drop(refs);
+        match result {
+            Ok(WriteOutcome::Committed) => {
+                self.breaker.record_success();
+                settle(report, pending, TurnOutcome::Written);
+                Step::Settled
+            }
+            Ok(WriteOutcome::Cancelled(c)) => {
+                // Nothing was written: the next request is a new one.
+                *token = new_token();
+                self.on_cancelled(c, pending, report)
+            }
+            Err(LedgerError { kind: kind @ (LedgerFailure::Throttled | LedgerFailure::Transient), error }) => {
+                let throttled = kind == LedgerFailure::Throttled;
+                if throttled {
+                    report.throttles += 1;
+                }
+                self.trip_on_failure(report);
+                // The outcome of a timed-out request is unknown: repeat it with the same token
+                // so that DynamoDB applies it at most once.
+                warn!(error = %error, attempt, "ledger write failed; retrying");
+                Step::BackOff(if throttled { Failure::Throttled } else { Failure::Store })
+            }
+            Err(LedgerError { kind: LedgerFailure::Invalid, error }) => {
+                // The table answered: the request, not the table, is at fault.
+                self.breaker.record_success();
+                if pending.len() > 1 {
+                    warn!(turns = pending.len(), "request refused as invalid; writing its turns one by one");
+                    return Step::Split;
+                }
+                error!(error = %error, record_id = %pending[0].record.record_id, "the table refused a turn");
+                settle(report, pending, TurnOutcome::Failed(Failure::Rejected));
+                Step::Settled
+            }
+            Err(LedgerError { kind: LedgerFailure::Failed, error }) => {
+                self.trip_on_failure(report);
+                error!(error = %error, turns = pending.len(), "ledger write failed");
+                settle(report, pending, TurnOutcome::Failed(Failure::Store));
+                Step::Settled
+            }
+        }
+    }
+
+    /// Sets aside the turns a cancelled transaction names and says whether to resend the rest.
+    fn on_cancelled(&self, c: Cancellation, pending: &mut Vec<LedgerTurn>, report: &mut WriteReport) -> Step {
+        if c.throttled {
+            report.throttles += 1;
+            self.trip_on_failure(report);
+        } else {
+            self.breaker.record_success();
+        }
+        let mut settled: Vec<(usize, TurnOutcome)> =
+            c.already_logged.iter().map(|&i| (i, TurnOutcome::AlreadyLogged)).collect();
+        for (i, reason) in &c.rejected {
+            if let Some(t) = pending.get(*i) {
+                error!(record_id = %t.record.record_id, reason = %reason, "the table refused a turn");
+            }
+            settled.push((*i, TurnOutcome::Failed(Failure::Rejected)));
+        }
+        if !settled.is_empty() {
+            // Set those aside and retry the rest at once: no transient failure to wait out.
+            settled.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+            for (i, outcome) in settled {
+                if i < pending.len() {
+                    report.outcomes.push((pending.remove(i), outcome));
+                }
+            }
+            return Step::Resend;
+        }
+        if let Some(other) = c.other {
+            error!(reason = %other, turns = pending.len(), "ledger write cancelled for a reason that retrying cannot fix");
+            settle(report, pending, TurnOutcome::Failed(Failure::Rejected));
+            return Step::Settled;
+        }
+        if !(c.throttled || c.conflict) {
+            settle(report, pending, TurnOutcome::Failed(Failure::Rejected));
+            return Step::Settled;
+        }
+        Step::BackOff(Failure::Throttled)
     }
 
     fn trip_on_failure(&self, report: &mut WriteReport) {
@@ -249,8 +266,21 @@ impl LedgerWriter {
     }
 }
 
-fn finish(report: &mut WriteReport, turns: Vec<LedgerTurn>, outcome: TurnOutcome) {
-    report.outcomes.extend(turns.into_iter().map(|t| (t, outcome)));
+/// What a chunk does after one request.
+enum Step {
+    /// Every turn of the chunk has its outcome in the report.
+    Settled,
+    /// The request was invalid as a whole: write its turns one by one.
+    Split,
+    /// Some turns were set aside: send the rest at once.
+    Resend,
+    /// A transient failure: back off and send again, failing as this when time runs out.
+    BackOff(Failure),
+}
+
+/// Gives every pending turn `outcome`, leaving none pending.
+fn settle(report: &mut WriteReport, pending: &mut Vec<LedgerTurn>, outcome: TurnOutcome) {
+    report.outcomes.extend(pending.drain(..).map(|t| (t, outcome)));
 }
 
 /// A ClientRequestToken (1-36 characters).

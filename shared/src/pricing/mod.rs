@@ -17,11 +17,13 @@
 //! then without a trailing `-vN`, so keys such as `amazon.titan-embed-text-v2` (where the version
 //! is part of the model) and `anthropic.claude-3-haiku-20240307` both work.
 
+mod ids;
 pub mod overrides;
+mod usd;
+
+pub use usd::Usd;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::ops::{Add, AddAssign};
 use std::sync::OnceLock;
 
 use chrono::NaiveDate;
@@ -30,6 +32,7 @@ use serde_json::Value;
 
 use crate::domain::ModelCall;
 use crate::{Error, Result};
+use ids::{application_profile_id, is_application_profile};
 
 /// The table shipped with this build.
 const EMBEDDED: &str = include_str!("../../pricing/bedrock-on-demand.json");
@@ -298,70 +301,6 @@ impl PriceTable {
             None => model_id.trim().to_string(),
         }
     }
-
-    /// Lookup keys for `model_id`, most specific first, and the price scope it asks for.
-    fn normalise(&self, model_id: &str, follow_profiles: bool) -> Option<(Vec<String>, Scope)> {
-        let id = model_id.trim();
-        if id.is_empty() {
-            return None;
-        }
-        if follow_profiles {
-            if let Some(target) = self.app_profiles.get(id) {
-                return self.normalise(target, false);
-            }
-        }
-        let mut id = id.to_string();
-        if id.starts_with("arn:") {
-            let resource = id.splitn(6, ':').nth(5)?.to_string();
-            let (kind, rest) = resource.split_once('/')?;
-            id = match kind {
-                "foundation-model" | "inference-profile" => rest.to_string(),
-                "application-inference-profile" if follow_profiles => {
-                    let target = self.app_profiles.get(rest)?;
-                    return self.normalise(target, false);
-                }
-                // Provisioned throughput and custom models are billed by the hour, not per token.
-                _ => return None,
-            };
-        }
-        let mut id = id.to_ascii_lowercase();
-        let mut scope = Scope::Regional;
-        if let Some((first, rest)) = id.split_once('.') {
-            let rest_is_model = rest.split(':').next().is_some_and(|r| r.contains('.'));
-            if rest_is_model && first == "global" {
-                scope = Scope::Global;
-                id = rest.to_string();
-            } else if rest_is_model && self.regional_prefixes.iter().any(|p| p == first) {
-                id = rest.to_string();
-            }
-        }
-        let mut candidates = vec![id.clone()];
-        let unsuffixed = id.split(':').next().unwrap_or(&id).to_string();
-        if unsuffixed != id {
-            candidates.push(unsuffixed.clone());
-        }
-        if let Some(base) = strip_version(&unsuffixed) {
-            candidates.push(base.to_string());
-        }
-        Some((candidates, scope))
-    }
-}
-
-/// `name-v2` -> `name`; None when there is no `-v<digits>` suffix.
-fn strip_version(id: &str) -> Option<&str> {
-    let pos = id.rfind("-v")?;
-    let digits = &id[pos + 2..];
-    (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())).then(|| &id[..pos])
-}
-
-fn is_application_profile(id: &str) -> bool {
-    application_profile_id(id).is_some()
-}
-
-/// The profile id of an application inference profile ARN.
-fn application_profile_id(arn: &str) -> Option<&str> {
-    let resource = arn.strip_prefix("arn:")?.splitn(5, ':').nth(4)?;
-    resource.strip_prefix("application-inference-profile/")
 }
 
 fn price_of(
@@ -442,71 +381,6 @@ struct RawRates {
     cache_read: Option<f64>,
     #[serde(default)]
     cache_write: Option<f64>,
-}
-
-/// An amount of US dollars in units of 10^-10 USD: exact to add, and stored as a DynamoDB number
-/// without binary-float noise, so rollups add up to exactly the sum of the ledger.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Usd(i64);
-
-impl Usd {
-    /// Units per dollar.
-    pub const SCALE: i64 = 10_000_000_000;
-    pub const ZERO: Usd = Usd(0);
-
-    /// Rounds a dollar amount to the nearest unit.
-    pub fn from_f64(usd: f64) -> Usd {
-        Usd((usd * Self::SCALE as f64).round() as i64)
-    }
-
-    /// From a count of 10^-10 USD units.
-    pub fn from_units(units: i64) -> Usd {
-        Usd(units)
-    }
-
-    /// The count of 10^-10 USD units.
-    pub fn units(self) -> i64 {
-        self.0
-    }
-
-    /// The amount in dollars.
-    pub fn as_f64(self) -> f64 {
-        self.0 as f64 / Self::SCALE as f64
-    }
-}
-
-impl Add for Usd {
-    type Output = Usd;
-    fn add(self, rhs: Usd) -> Usd {
-        Usd(self.0.saturating_add(rhs.0))
-    }
-}
-
-impl AddAssign for Usd {
-    fn add_assign(&mut self, rhs: Usd) {
-        *self = *self + rhs;
-    }
-}
-
-impl std::iter::Sum for Usd {
-    fn sum<I: Iterator<Item = Usd>>(iter: I) -> Usd {
-        iter.fold(Usd::ZERO, Add::add)
-    }
-}
-
-/// Plain decimal, no exponent, no trailing zeros: `0.0105`, `12`, `-0.5`.
-impl fmt::Display for Usd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let abs = self.0.unsigned_abs();
-        let scale = Self::SCALE as u64;
-        let (whole, frac) = (abs / scale, abs % scale);
-        if frac == 0 {
-            return write!(f, "{sign}{whole}");
-        }
-        let digits = format!("{frac:010}");
-        write!(f, "{sign}{whole}.{}", digits.trim_end_matches('0'))
-    }
 }
 
 #[cfg(test)]

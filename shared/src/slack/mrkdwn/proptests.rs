@@ -7,6 +7,8 @@
 
 use proptest::prelude::*;
 
+use super::links::is_link_target;
+use super::split::{fence_margin_cap, open_fence_after};
 use super::*;
 
 /// Cases per property in CI (PROPTEST_CASES overrides).
