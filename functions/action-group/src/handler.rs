@@ -15,10 +15,12 @@ use shared::rollups::Spend;
 use shared::telemetry::{Metrics, Unit};
 use tracing::{info, warn};
 
-use crate::events::{ActionGroupEvent, ActionGroupResponse, ResponseState};
-use crate::jira::{cut, JiraClient, JiraCredentialSource, JiraError, JiraSite, SearchResult};
+use crate::events::{ActionGroupEvent, ActionGroupResponse};
+use crate::jira::{cut, JiraClient, JiraCredentialSource, JiraError, JiraSite};
 use crate::jql::{self, Projects, TicketQuery};
 use crate::my_usage::{self, UsagePeriod};
+use crate::outcome::{jira_outcome, search_answer};
+pub use crate::outcome::{respond, Outcome};
 use crate::routes::{self, Action, Matched};
 
 /// The time budget when the runtime gives no deadline (tests, local runs).
@@ -31,9 +33,6 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_LIMIT: usize = 10;
 /// Tickets per search at most: the answer must stay well inside Bedrock's response size.
 pub const MAX_LIMIT: usize = 25;
-/// Bodies are kept under this many bytes: Bedrock refuses action-group responses over 25 KB, and
-/// the body travels as an escaped JSON string inside the response.
-const MAX_BODY_BYTES: usize = 18_000;
 
 /// The session attributes the Slack worker sets: the asking user's identity.
 pub const USER_ATTRIBUTE: &str = "slack_user_id";
@@ -67,42 +66,6 @@ impl From<ActionGroupError> for Diagnostic {
             ActionGroupError::MalformedEvent(_) => "MalformedEvent",
         };
         Diagnostic { error_type: error_type.into(), error_message: e.to_string() }
-    }
-}
-
-/// What an operation came to, before it is put in the event's form.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Success: the JSON the agent reads.
-    Answer(Value),
-    /// The user's mistake: the model re-prompts with `message`.
-    Reprompt { status: u16, code: &'static str, message: String },
-    /// An outage or misconfiguration: the turn fails, `message` says why.
-    Failure { status: u16, code: &'static str, message: String },
-}
-
-impl Outcome {
-    fn reprompt(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Outcome::Reprompt { status, code, message: message.into() }
-    }
-
-    fn failure(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Outcome::Failure { status, code, message: message.into() }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Outcome::Answer(_) => "answer",
-            Outcome::Reprompt { .. } => "reprompt",
-            Outcome::Failure { .. } => "failure",
-        }
-    }
-
-    fn status_and_code(&self) -> (u16, Option<&'static str>) {
-        match self {
-            Outcome::Answer(_) => (200, None),
-            Outcome::Reprompt { status, code, .. } | Outcome::Failure { status, code, .. } => (*status, Some(code)),
-        }
     }
 }
 
@@ -382,96 +345,6 @@ impl Handler {
     }
 }
 
-/// Puts an outcome in the event's form.
-pub fn respond(event: &ActionGroupEvent, outcome: Outcome) -> ActionGroupResponse {
-    match (event, outcome) {
-        (ActionGroupEvent::Api(e), Outcome::Answer(body)) => e.respond(200, body.to_string()),
-        (
-            ActionGroupEvent::Api(e),
-            Outcome::Reprompt { status, message, .. } | Outcome::Failure { status, message, .. },
-        ) => e.respond(status, json!({ "error": message }).to_string()),
-        (ActionGroupEvent::Function(e), Outcome::Answer(body)) => e.respond(None, body.to_string()),
-        (ActionGroupEvent::Function(e), Outcome::Reprompt { message, .. }) => {
-            e.respond(Some(ResponseState::Reprompt), message)
-        }
-        (ActionGroupEvent::Function(e), Outcome::Failure { message, .. }) => {
-            e.respond(Some(ResponseState::Failure), message)
-        }
-    }
-}
-
-/// What to tell the agent about a Jira failure. `key` is the ticket asked for, if any.
-fn jira_outcome(e: JiraError, key: Option<&str>) -> Outcome {
-    warn!(error = %e, code = e.code(), "jira call failed");
-    let code = e.code();
-    match e {
-        JiraError::NotConfigured(_) => Outcome::failure(
-            500,
-            code,
-            "The bot's Jira connection is not set up: an administrator needs to put the Jira site URL, email and API token in the bot's Jira secret.",
-        ),
-        JiraError::Rejected { status } => Outcome::failure(
-            502,
-            code,
-            format!("Jira rejected the bot's credentials (HTTP {status}). An administrator needs to check the Jira email and API token in the bot's secret."),
-        ),
-        JiraError::NotFound { message } => match key {
-            Some(key) => Outcome::reprompt(
-                404,
-                code,
-                format!("There is no Jira ticket {key}, or the bot is not allowed to see it. Check the key and try again."),
-            ),
-            None => Outcome::reprompt(404, code, format!("Jira could not find that: {message}")),
-        },
-        JiraError::BadRequest { message } if message.is_empty() => {
-            Outcome::reprompt(400, code, "Jira refused that search. Check the query and try again.")
-        }
-        JiraError::BadRequest { message } => Outcome::reprompt(
-            400,
-            code,
-            format!("Jira could not run that search: {message} Fix the query and try again."),
-        ),
-        JiraError::RateLimited { retry_after } => Outcome::failure(
-            429,
-            code,
-            format!(
-                "Jira is rate-limiting the bot right now. Try again in about {} seconds.",
-                retry_after.as_secs().max(1)
-            ),
-        ),
-        JiraError::Unavailable { status } => Outcome::failure(
-            503,
-            code,
-            format!("Jira is having problems right now (HTTP {status}). Try again in a few minutes."),
-        ),
-        JiraError::Timeout => Outcome::failure(504, code, "Jira did not answer in time. Try again in a moment."),
-        JiraError::Unreachable(_) => {
-            Outcome::failure(502, code, "The bot could not reach Jira. Try again in a few minutes.")
-        }
-        JiraError::Unexpected { status, .. } => Outcome::failure(
-            502,
-            code,
-            format!("Jira sent an answer the bot did not understand (HTTP {status})."),
-        ),
-    }
-}
-
-/// The search answer, cut to fit the response size.
-fn search_answer(jql: &str, result: SearchResult) -> Value {
-    let SearchResult { mut tickets, mut more } = result;
-    loop {
-        let mut answer = json!({ "jql": jql, "count": tickets.len(), "more": more, "tickets": tickets });
-        if tickets.is_empty() {
-            answer["message"] = json!("No tickets match this search.");
-        }
-        if answer.to_string().len() <= MAX_BODY_BYTES || tickets.len() <= 1 {
-            return answer;
-        }
-        tickets.pop();
-        more = true;
-    }
-}
-
 /// A parameter by name: path parameters of a concrete path first, then the event's; trimmed,
 /// empty counts as absent.
 fn parameter<'a>(event: &'a ActionGroupEvent, matched: &'a Matched, name: &str) -> Option<&'a str> {
@@ -508,7 +381,9 @@ async fn within<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, tokio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jira::SearchResult;
     use crate::jira::Ticket;
+    use crate::outcome::MAX_BODY_BYTES;
 
     fn function_event(name: &str) -> ActionGroupEvent {
         serde_json::from_value(json!({"actionGroup": "TicketActions", "function": name})).unwrap()

@@ -12,6 +12,7 @@ pub mod handler;
 pub mod jira;
 pub mod jql;
 pub mod my_usage;
+pub mod outcome;
 pub mod routes;
 
 pub use config::ActionGroupConfig;
