@@ -11,7 +11,7 @@
 //! Ignored by default (minutes of moto). Run:
 //!
 //! ```text
-//! cargo test -p tests --test load -- --ignored --nocapture
+//! cargo test --workspace --test load -- --ignored --nocapture
 //! ```
 //!
 //! `LOAD_MESSAGES=n` changes the number of messages (default 1000); the whole run is bounded by
@@ -240,7 +240,7 @@ fn answers() -> BTreeMap<(String, String), usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "load test (minutes against moto): cargo test -p tests --test load -- --ignored --nocapture"]
+#[ignore = "load test (minutes against moto): cargo test --workspace --test load -- --ignored --nocapture"]
 async fn a_thousand_messages_delivered_one_to_four_times_are_answered_and_counted_once_each() {
     let messages = env_number("LOAD_MESSAGES", 1000) as usize;
     let bound = Duration::from_secs(env_number("LOAD_TIMEOUT_SECS", 900));

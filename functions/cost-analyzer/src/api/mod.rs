@@ -439,7 +439,7 @@ mod tests {
 
 /// Property tests of routing, percent-decoding and parameter checks over generated requests
 /// (issue 13). CI runs 256 cases per property; the long run:
-/// `PROPTEST_CASES=100000 cargo test -p cost-analyzer --lib api::properties`.
+/// `PROPTEST_CASES=100000 cargo test --workspace --lib api::properties`.
 #[cfg(test)]
 mod properties {
     use std::sync::Mutex;

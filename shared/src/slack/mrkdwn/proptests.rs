@@ -3,7 +3,7 @@
 //! raw `<`, `>` or `&` outside the links the renderer writes.
 //!
 //! CI runs [`CI_CASES`] cases per property (fewer for huge inputs); the long run:
-//! `PROPTEST_CASES=100000 cargo test -p shared --lib slack::mrkdwn::proptests`.
+//! `PROPTEST_CASES=100000 cargo test --workspace --lib slack::mrkdwn::proptests`.
 
 use proptest::prelude::*;
 
