@@ -26,7 +26,6 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::{json, Value};
-use shared::aws::ledger::DynamoDbLedger;
 use shared::pricing::PriceTable;
 use shared::telemetry::Metrics;
 use tests::harness::{emulators, Gateway};
@@ -249,13 +248,12 @@ async fn a_thousand_messages_delivered_one_to_four_times_are_answered_and_counte
     let sdk = gw.sdk.clone();
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let (metrics, _emf) = Metrics::capture("BedrockUsage");
-    let logger = Arc::new(TokenLogger::new(
-        Arc::new(DynamoDbLedger::new(ddb.clone(), &gw.resources.usage_table)),
-        PriceTable::embedded(),
-        metrics,
-        &gw.resources.usage_table,
-        WriterSettings::default(),
-    ));
+    let config = token_logging::handler::Config {
+        usage_table: gw.resources.usage_table.clone(),
+        metrics_namespace: "BedrockUsage".into(),
+    };
+    let logger =
+        Arc::new(TokenLogger::from_config(&config, &sdk, PriceTable::embedded(), metrics, WriterSettings::default()));
 
     let mut rng = Lcg(13);
     let mut all: Vec<Delivery> = (0..messages).flat_map(|i| deliveries_of(i, &mut rng)).collect();

@@ -4,13 +4,11 @@
 //! the redeliveries, and that the ledger counts the turn's tokens once.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use shared::aws::conversations::DynamoDbConversations;
-use shared::aws::ledger::DynamoDbLedger;
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::domain::{FeedbackEntry, Sentiment};
 use shared::domain::{ThreadRef, TurnStatus, UsageRecord};
@@ -92,13 +90,16 @@ async fn ask(gw: &Gateway, channel: &str) -> Turn {
         .iter()
         .map(|m| serde_json::from_str(m.body.as_deref().unwrap_or_default()).expect("usage record"))
         .collect();
-    let ledger = DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&gw.sdk), &gw.resources.usage_table);
     let (metrics, _) = Metrics::capture("BedrockUsage");
-    let logger = TokenLogger::new(
-        Arc::new(ledger),
+    let config = token_logging::handler::Config {
+        usage_table: gw.resources.usage_table.clone(),
+        metrics_namespace: "BedrockUsage".into(),
+    };
+    let logger = TokenLogger::from_config(
+        &config,
+        &gw.sdk,
         shared::pricing::PriceTable::embedded(),
         metrics,
-        &gw.resources.usage_table,
         WriterSettings::default(),
     );
     let mut batch = SqsEvent::default();

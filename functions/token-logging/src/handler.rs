@@ -3,6 +3,8 @@
 //! returned as batch item failures (the queue retries them, then its DLQ keeps them); turns
 //! already in the ledger are acknowledged without counting them again.
 
+mod wiring;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
