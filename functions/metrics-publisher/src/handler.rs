@@ -3,6 +3,8 @@
 //! fails (the run then fails too, so the function's Errors alarm sees it); a failed read of the
 //! queue only leaves LoggingQueueDepth out of that run.
 
+mod wiring;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
