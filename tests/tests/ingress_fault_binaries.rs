@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use tests::fault_proxy::{Fault, FaultProxy};
 use tests::function_process::FunctionProcess;
-use tests::gateway_binaries::{binary, blocking, env};
-use tests::harness::{emulators, AGENT_ALIAS_ID, AGENT_ID};
+use tests::gateway_binaries::{binary, blocking, env, worker_env};
+use tests::harness::emulators;
 use tests::lambda_runtime_api::Outcome;
 use tests::resources::{drain_queue, GatewayResources, TEST_SIGNING_SECRET};
 use tests::slack_events::{body_of, fixture, with_body};
@@ -91,18 +91,7 @@ async fn sendmessage_failing_at_ingress_is_retried_by_slack_and_answered_once() 
     let mut sqs_event: Value = fixture("sqs/work_message");
     sqs_event["Records"][0]["body"] = json!(records[0].body);
     sqs_event["Records"][0]["messageId"] = json!(records[0].message_id);
-    let worker_env = env(&[
-        ("AWS_ENDPOINT_URL", &emu.moto.endpoint()),
-        ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", &emu.agent.endpoint()),
-        ("SLACK_SECRET_ARN", &res.secret_arn),
-        ("SLACK_API_BASE", &emu.slack.api_base()),
-        ("USAGE_QUEUE_URL", &res.usage_queue_url),
-        ("EVENTS_STREAM_NAME", &res.stream),
-        ("CONVERSATIONS_TABLE", &res.conversations_table),
-        ("USAGE_TABLE", &res.usage_table),
-        ("AGENT_ID", AGENT_ID),
-        ("AGENT_ALIAS_ID", AGENT_ALIAS_ID),
-    ]);
+    let worker_env = worker_env(&emu.moto.endpoint(), &res);
     let worker = FunctionProcess::start(
         &binary("slack-worker", "debug"),
         &worker_env,
