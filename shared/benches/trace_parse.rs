@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
     let request = AgentRequest {
         session_id: "bench-session".into(),
         input_text: "What is our password rotation policy?".into(),
+        user_id: "U0BENCH".into(),
         session_attributes: HashMap::new(),
         files: Vec::new(),
     };

@@ -3,8 +3,56 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the analytics event schema written by this code.
-pub const ANALYTICS_SCHEMA_VERSION: u32 = 1;
+/// Version of the analytics event schema written by this code (2: `agent_backend`).
+pub const ANALYTICS_SCHEMA_VERSION: u32 = 2;
+
+/// Which kind of agent answered a turn (`AGENT_BACKEND`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentBackend {
+    /// A Bedrock Agents ("Classic") agent, through InvokeAgent.
+    #[default]
+    Classic,
+    /// An AgentCore managed harness, through InvokeHarness.
+    Harness,
+    /// A code-defined agent on AgentCore Runtime, through InvokeAgentRuntime.
+    Runtime,
+}
+
+impl AgentBackend {
+    /// Every backend, in the order the docs list them.
+    pub const ALL: [AgentBackend; 3] = [AgentBackend::Classic, AgentBackend::Harness, AgentBackend::Runtime];
+
+    /// The value of `AGENT_BACKEND` and of the records' `agent_backend`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentBackend::Classic => "classic",
+            AgentBackend::Harness => "harness",
+            AgentBackend::Runtime => "runtime",
+        }
+    }
+}
+
+impl std::fmt::Display for AgentBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AgentBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AgentBackend::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| format!("unknown agent backend {s:?} (expected classic, harness or runtime)"))
+    }
+}
+
+/// The model id of usage a backend reported without saying which model it was: never in the
+/// price table, so its tokens are counted as unpriced, never priced at a guess.
+pub const UNATTRIBUTED_MODEL: &str = "unattributed";
 
 /// One model invocation inside an agent turn, with its token usage.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +85,7 @@ pub struct AgentFailure {
     pub reason: String,
 }
 
-/// Everything one InvokeAgent call produced: the answer and what the agent did to get it.
+/// Everything one agent invocation produced, whatever the backend: the answer and what the agent did to get it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentTurn {
     /// The answer text, concatenated from the stream's chunks.
@@ -64,6 +112,11 @@ pub struct AgentTurn {
     pub return_control: Vec<String>,
     /// Milliseconds from the request to the first answer chunk.
     pub first_token_ms: Option<u64>,
+    /// The stream reported no token usage although the agent worked: the tokens are unknown
+    /// (counted and alarmed, never priced at a guess).
+    pub usage_unreported: bool,
+    /// Kinds of stream events this code does not know (names only, never their content).
+    pub unknown_events: Vec<String>,
 }
 
 impl AgentTurn {
@@ -148,6 +201,9 @@ pub struct AnalyticsEvent {
     pub error_code: Option<String>,
     pub guardrail_action: Option<String>,
     pub schema_version: u32,
+    /// Which backend answered; events written before there was a choice were Classic's.
+    #[serde(default)]
+    pub agent_backend: AgentBackend,
     /// Only present when the deployer opts in to storing message text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_text: Option<String>,
@@ -156,7 +212,7 @@ pub struct AnalyticsEvent {
 /// The analytics event's columns in the Glue table's order (the event's fields, then the
 /// opt-in `message_text`). Whatever rewrites the archive (the daily compaction) selects exactly
 /// these, so a rewritten object has the same columns as one Firehose wrote.
-pub const ANALYTICS_COLUMNS: [&str; 27] = [
+pub const ANALYTICS_COLUMNS: [&str; 28] = [
     "timestamp",
     "user_id",
     "thread_id",
@@ -183,6 +239,7 @@ pub const ANALYTICS_COLUMNS: [&str; 27] = [
     "error_code",
     "guardrail_action",
     "schema_version",
+    "agent_backend",
     "message_text",
 ];
 
@@ -197,8 +254,18 @@ pub struct UsageRecord {
     pub thread_id: String,
     pub agent_id: String,
     pub agent_alias_id: String,
+    /// Which backend answered; records written before there was a choice were Classic's.
+    #[serde(default)]
+    pub agent_backend: AgentBackend,
     pub calls: Vec<ModelCall>,
+    /// The agent worked but its stream reported no token usage: `calls` says nothing of what
+    /// the turn cost (counted and alarmed as UnreportedUsage).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tokens_unreported: bool,
 }
+
+/// AgentCore's shortest runtime session id.
+pub const AGENTCORE_SESSION_MIN: usize = 33;
 
 /// Where a Slack message sits: enough to reply in its thread and to key its records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +288,16 @@ impl ThreadRef {
         }
         while id.len() < 2 {
             id.push('_');
+        }
+        id
+    }
+
+    /// An AgentCore runtime session id for this thread: stable per thread, at least 33
+    /// characters (AgentCore's minimum) and at most 120, within `[0-9a-zA-Z._:-]`.
+    pub fn agentcore_session_id(&self) -> String {
+        let mut id = format!("slack-thread-{}", self.session_id());
+        while id.len() < AGENTCORE_SESSION_MIN {
+            id.push('0');
         }
         id
     }
@@ -357,6 +434,29 @@ mod tests {
     }
 
     #[test]
+    fn agentcore_session_ids_are_long_enough_and_stable() {
+        let t = ThreadRef { team_id: "T1".into(), channel_id: "C1".into(), thread_ts: "1.2".into() };
+        assert_eq!(t.agentcore_session_id(), format!("slack-thread-T1-C1-1.2{}", "0".repeat(11)));
+        let real = ThreadRef {
+            team_id: "T0001".into(),
+            channel_id: "C024BE91L".into(),
+            thread_ts: "1713534720.001234".into(),
+        };
+        assert_eq!(real.agentcore_session_id(), "slack-thread-T0001-C024BE91L-1713534720.001234");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agentcore_session_ids_keep_the_service_rules(team in ".{0,130}", channel in ".{0,20}", ts in ".{0,30}") {
+            let t = ThreadRef { team_id: team, channel_id: channel, thread_ts: ts };
+            let id = t.agentcore_session_id();
+            proptest::prop_assert!((AGENTCORE_SESSION_MIN..=120).contains(&id.len()), "{} chars", id.len());
+            proptest::prop_assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)));
+            proptest::prop_assert_eq!(id, t.clone().agentcore_session_id());
+        }
+    }
+
+    #[test]
     fn analytics_event_serialises_contract_field_names() {
         let e = AnalyticsEvent {
             timestamp: "2026-04-19T14:32:00Z".into(),
@@ -385,11 +485,12 @@ mod tests {
             error_code: None,
             guardrail_action: None,
             schema_version: ANALYTICS_SCHEMA_VERSION,
+            agent_backend: AgentBackend::Harness,
             message_text: None,
         };
         let v = serde_json::to_value(&e).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 26, "{keys:?}");
+        assert_eq!(keys.len(), 27, "{keys:?}");
         let mut with_text = e.clone();
         with_text.message_text = Some("hi".into());
         let v2 = serde_json::to_value(&with_text).unwrap();

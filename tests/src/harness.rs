@@ -79,6 +79,7 @@ impl Gateway {
             usage_table: resources.usage_table.clone(),
             agent_id: AGENT_ID.into(),
             agent_alias_id: AGENT_ALIAS_ID.into(),
+            agent: slack_gateway::worker::AgentTarget::Classic,
             metrics_namespace: "BedrockUsage".into(),
             settings,
             feedback_stream_name: Some(resources.feedback_stream.clone()),

@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
 use shared::aws::firehose::encode_event;
-use shared::domain::{AnalyticsEvent, Outcome, ANALYTICS_SCHEMA_VERSION};
+use shared::domain::{AgentBackend, AnalyticsEvent, Outcome, ANALYTICS_SCHEMA_VERSION};
 
 use crate::moto::{tools_bin, workspace_root};
 
@@ -652,6 +652,8 @@ pub fn generate_events(first_day: NaiveDate, days: u32, turns_per_day: u32, seed
                 },
                 guardrail_action: (outcome == Outcome::GuardrailBlocked).then(|| "INTERVENED".to_string()),
                 schema_version: ANALYTICS_SCHEMA_VERSION,
+                // A team part-way through moving to AgentCore: one turn in four on a harness.
+                agent_backend: if n % 4 == 0 { AgentBackend::Harness } else { AgentBackend::Classic },
                 message_text: None,
             });
         }

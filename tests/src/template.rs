@@ -403,6 +403,8 @@ pub struct PolicyStatement {
     pub resources: Vec<String>,
     /// Condition keys used (e.g. `cloudwatch:namespace`).
     pub condition_keys: Vec<String>,
+    /// The template condition of an `!If [condition, statement, !Ref AWS::NoValue]` statement.
+    pub when: Option<String>,
 }
 
 /// A permission that is not a statement of the template: a managed policy or a SAM policy
@@ -479,14 +481,18 @@ impl Template {
                 };
                 for item in items {
                     // `!If [condition, statement, !Ref AWS::NoValue]`: both branches are grants.
-                    let branches: Vec<&Value> = match intrinsic(item) {
+                    let (branches, when): (Vec<&Value>, Option<String>) = match intrinsic(item) {
                         Some((tag, arg)) if tag == "If" => {
-                            arg.as_sequence().map(|p| p.iter().skip(1).collect()).unwrap_or_default()
+                            let parts = arg.as_sequence();
+                            let when = parts.and_then(|p| p.first()).and_then(Value::as_str).map(str::to_string);
+                            (parts.map(|p| p.iter().skip(1).collect()).unwrap_or_default(), when)
                         }
-                        _ => vec![item],
+                        _ => (vec![item], None),
                     };
                     for st in branches.into_iter().filter(|b| b.get("Effect").is_some()) {
-                        statements.push(self.statement(&id, kind, st)?);
+                        let mut statement = self.statement(&id, kind, st)?;
+                        statement.when = when.clone();
+                        statements.push(statement);
                     }
                 }
             }
@@ -518,6 +524,7 @@ impl Template {
             actions: list("Action")?,
             resources: list("Resource")?,
             condition_keys,
+            when: None,
         })
     }
 }

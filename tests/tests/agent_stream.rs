@@ -1,7 +1,6 @@
 //! BedrockAgent over the real SDK against the scripted agent (events/agent): every script's
 //! frames go through the SDK's event-stream decoder and the TurnCollector.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -37,12 +36,7 @@ fn agent() -> BedrockAgent {
 }
 
 fn request(session_id: &str, input_text: &str) -> AgentRequest {
-    AgentRequest {
-        session_id: session_id.into(),
-        input_text: input_text.into(),
-        session_attributes: HashMap::new(),
-        files: Vec::new(),
-    }
+    AgentRequest { session_id: session_id.into(), input_text: input_text.into(), ..AgentRequest::default() }
 }
 
 async fn invoke(request: &AgentRequest) -> Result<AgentTurn, AgentError> {

@@ -540,6 +540,11 @@ impl HiveType for String {
         "string".into()
     }
 }
+impl HiveType for shared::domain::AgentBackend {
+    fn hive() -> String {
+        "string".into()
+    }
+}
 impl HiveType for Outcome {
     fn hive() -> String {
         "string".into()
@@ -593,7 +598,7 @@ fn glue_table_columns_are_exactly_the_analytics_event_fields() {
         timestamp, user_id, thread_id, message_length, response_length, knowledge_bases, search_queries,
         rationale, event_id, team_id, channel_id, agent_id, agent_alias_id, session_id, action_groups,
         sources, model_ids, input_tokens, output_tokens, estimated_cost_usd, latency_ms, first_token_ms,
-        outcome, error_code, guardrail_action, schema_version, message_text,
+        outcome, error_code, guardrail_action, schema_version, agent_backend, message_text,
     );
     let names: BTreeSet<&String> = fields.iter().map(|(n, _)| n).collect();
     assert_eq!(names, serialized.iter().collect(), "serde names are the field names");

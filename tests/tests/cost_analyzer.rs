@@ -204,6 +204,8 @@ fn record(id: &str, user: &str, agent: &str, ts: &str, calls: &[(&str, u64, u64)
         thread_id: "1.2".into(),
         agent_id: agent.into(),
         agent_alias_id: "ALIAS1".into(),
+        agent_backend: Default::default(),
+        tokens_unreported: false,
         calls: calls
             .iter()
             .map(|(m, i, o)| ModelCall {

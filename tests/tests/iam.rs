@@ -17,6 +17,13 @@ use tests::template::{PolicyKind, PolicyStatement, Template};
 /// (owner logical id, action, condition key the statement must use, why the wildcard is needed).
 const ALLOWED: &[(&str, &str, Option<&str>, &str)] = &[
     (
+        "SlackWorkerFunction",
+        "bedrock-agentcore:InvokeAgentRuntime",
+        None,
+        "the endpoints (qualifiers) of the one runtime named by AgentRuntimeArn: \
+         runtime/<id>/runtime-endpoint/<name> are sub-resources of that runtime",
+    ),
+    (
         "MetricsPublisherFunction",
         "cloudwatch:PutMetricData",
         Some("cloudwatch:namespace"),
@@ -104,8 +111,9 @@ fn check(t: &Template) -> Vec<String> {
         .iter()
         .map(|a| format!("{} attaches {}: write the statements it needs instead", a.owner, a.name))
         .collect();
-    for s in &statements {
-        let PolicyStatement { owner, kind, sid, effect, actions, resources, condition_keys } = s;
+    // A statement under a condition that is false here is not granted here.
+    for s in statements.iter().filter(|s| s.when.as_deref().is_none_or(|c| t.condition(c).unwrap_or(true))) {
+        let PolicyStatement { owner, kind, sid, effect, actions, resources, condition_keys, when: _ } = s;
         let at = format!("{owner} {}", sid.as_deref().unwrap_or("(no Sid)"));
         if effect == "Deny" {
             continue; // A deny only narrows, whatever its wildcards.
@@ -134,6 +142,14 @@ fn check(t: &Template) -> Vec<String> {
 
 #[test]
 fn every_statement_names_the_stacks_resources_or_says_why_not() {
+    for (backend, param, arn) in [
+        ("harness", "HarnessArn", "arn:aws:bedrock-agentcore:us-east-1:111122223333:harness/support-a1b2"),
+        ("runtime", "AgentRuntimeArn", "arn:aws:bedrock-agentcore:us-east-1:111122223333:runtime/helpdesk-XyZ12"),
+    ] {
+        let t = everything(MetricsLevel::Full).with_parameter("AgentBackend", backend).with_parameter(param, arn);
+        let problems = check(&t);
+        assert!(problems.is_empty(), "AgentBackend {backend}:\n{}", problems.join("\n"));
+    }
     for level in MetricsLevel::ALL {
         let t = everything(level);
         let problems = check(&t);

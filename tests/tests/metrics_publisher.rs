@@ -261,6 +261,7 @@ fn analytics_for(t: &TurnRecord) -> shared::domain::AnalyticsEvent {
         error_code: None,
         guardrail_action: None,
         schema_version: shared::domain::ANALYTICS_SCHEMA_VERSION,
+        agent_backend: Default::default(),
         message_text: None,
     }
 }
@@ -283,6 +284,8 @@ async fn undelivered(store: &DynamoDbConversations, n: u32, age_ms: i64) -> Turn
         thread_id: t.thread.thread_ts.clone(),
         agent_id: "A".into(),
         agent_alias_id: "B".into(),
+        agent_backend: Default::default(),
+        tokens_unreported: false,
         calls: vec![],
     };
     t.pending_usage = Some(serde_json::to_string(&usage).expect("json"));

@@ -36,6 +36,13 @@ const CONDITIONAL: &[(&str, &str, &str)] = &[
     ("token-logging", "s3:GetObject", "PriceTableOverrideBucket"),
 ];
 
+/// The agent backends (AgentBackend) and the one invoke action each lets the worker's role call.
+const BACKENDS: &[(&str, &str)] = &[
+    ("classic", "bedrock:InvokeAgent"),
+    ("harness", "bedrock-agentcore:InvokeHarness"),
+    ("runtime", "bedrock-agentcore:InvokeAgentRuntime"),
+];
+
 fn template_text() -> String {
     std::fs::read_to_string(workspace_root().join("template.yaml")).expect("template.yaml")
 }
@@ -94,6 +101,11 @@ fn check(t: &Template, code: &BTreeMap<String, Vec<Call>>) -> Vec<String> {
         let grants: Vec<(String, String)> = statements
             .iter()
             .filter(|s| s.owner == id && s.kind == PolicyKind::Identity && s.effect == "Allow")
+            // A statement under a backend's condition grants only when that backend is chosen.
+            .filter(|s| match &s.when {
+                Some(c) if c.starts_with("Use") => t.condition(c).unwrap_or(true),
+                _ => true,
+            })
             .flat_map(|s| s.actions.iter().map(|a| (a.clone(), s.sid.clone().unwrap_or_else(|| "(no Sid)".into()))))
             .collect();
         let calls = code.get(&binary).map(Vec::as_slice).unwrap_or_default();
@@ -104,6 +116,10 @@ fn check(t: &Template, code: &BTreeMap<String, Vec<Call>>) -> Vec<String> {
             }
             let conditional = CONDITIONAL.iter().any(|(b, a, param)| {
                 *b == binary && *a == c.action && t.parameter_value(param).unwrap_or_default().is_empty()
+            }) || BACKENDS.iter().any(|(backend, action)| {
+                binary == "slack-worker"
+                    && *action == c.action
+                    && t.parameter_value("AgentBackend").as_deref() != Some(*backend)
             });
             if !conditional {
                 problems.push(format!(
@@ -153,7 +169,28 @@ fn every_call_is_allowed_and_every_grant_is_used() {
     let defaults = Template::parse(&text).expect("parse");
     let problems = check(&defaults, &code);
     assert!(problems.is_empty(), "default parameters:\n{}", problems.join("\n"));
+    for (backend, _) in BACKENDS {
+        let problems = check(&switched_on(&text).with_parameter("AgentBackend", backend), &code);
+        assert!(problems.is_empty(), "AgentBackend={backend}:\n{}", problems.join("\n"));
+    }
     assert!(customer_keys(&on).is_empty(), "{:?}: derive the KMS actions their callers need", customer_keys(&on));
+}
+
+#[test]
+fn the_worker_may_invoke_only_the_chosen_backend() {
+    let text = template_text();
+    let (statements, _) = switched_on(&text).policy_statements().expect("statements");
+    for (backend, action) in BACKENDS {
+        let t = switched_on(&text).with_parameter("AgentBackend", backend);
+        let granted: BTreeSet<&str> = statements
+            .iter()
+            .filter(|s| s.owner == "SlackWorkerFunction" && s.effect == "Allow")
+            .filter(|s| s.when.as_deref().is_none_or(|c| t.condition(c).unwrap_or(true)))
+            .flat_map(|s| s.actions.iter().map(String::as_str))
+            .filter(|a| BACKENDS.iter().any(|(_, x)| x == a))
+            .collect();
+        assert_eq!(granted, BTreeSet::from([*action]), "AgentBackend={backend}");
+    }
 }
 
 #[test]
@@ -174,7 +211,17 @@ fn the_scan_sees_each_binarys_calls_and_only_its_own() {
         "slack-ingress",
         &["dynamodb:PutItem", "dynamodb:DeleteItem", "sqs:SendMessage", "secretsmanager:GetSecretValue"],
     );
-    has("slack-worker", &["bedrock:InvokeAgent", "firehose:PutRecord", "dynamodb:BatchGetItem", "dynamodb:DeleteItem"]);
+    has(
+        "slack-worker",
+        &[
+            "bedrock:InvokeAgent",
+            "bedrock-agentcore:InvokeHarness",
+            "bedrock-agentcore:InvokeAgentRuntime",
+            "firehose:PutRecord",
+            "dynamodb:BatchGetItem",
+            "dynamodb:DeleteItem",
+        ],
+    );
     has("token-logging", &["dynamodb:PutItem", "dynamodb:UpdateItem"]);
     has("cost-analyzer", &["athena:StartQueryExecution", "glue:GetTable", "s3:ListBucket", "s3:DeleteObject"]);
     has("metrics-publisher", &["cloudwatch:PutMetricData", "sqs:GetQueueAttributes", "dynamodb:Query"]);

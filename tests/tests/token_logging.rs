@@ -672,6 +672,8 @@ fn generate(count: usize, users: usize, seed: u64) -> Vec<UsageRecord> {
                 thread_id: format!("{}.000100", 1_769_000_000 + i),
                 agent_id: format!("AGENT{}", rng() % 3),
                 agent_alias_id: "ALIAS12345".into(),
+                agent_backend: Default::default(),
+                tokens_unreported: false,
                 calls,
             }
         })

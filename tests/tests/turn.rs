@@ -222,12 +222,7 @@ async fn copies_the_sinks_refuse_stay_on_the_turn() {
 
 #[tokio::test]
 async fn an_agent_that_refuses_the_request_gets_the_apology() {
-    let refused = AgentError {
-        kind: AgentErrorKind::Rejected,
-        code: "ValidationException".into(),
-        message: "bad".into(),
-        spent: vec![],
-    };
+    let refused = AgentError::new(AgentErrorKind::Rejected, "ValidationException", "bad", vec![]);
     let m = Memory::new(vec![AgentStep::Fail(refused)]).await;
     let msg = m.mention("-turn-refused").await;
     assert!(!m.deliver(&msg, None).await);

@@ -256,6 +256,8 @@ mod tests {
             thread_id: "1.1".into(),
             agent_id: "A".into(),
             agent_alias_id: "B".into(),
+            agent_backend: Default::default(),
+            tokens_unreported: false,
             calls: vec![],
         })
         .expect("json")

@@ -538,7 +538,7 @@ mod tests {
             }],
             ..AgentRequest::default()
         };
-        let err = |kind| AgentError { kind, code: "ValidationException".into(), message: String::new(), spent: vec![] };
+        let err = |kind| AgentError::new(kind, "ValidationException", "", vec![]);
         assert_eq!(drop_files_after_rejection(&err(AgentErrorKind::Throttled), &mut request), None);
         let note = drop_files_after_rejection(&err(AgentErrorKind::Rejected), &mut request).unwrap();
         assert!(note.contains("`q.csv`") && note.contains("ValidationException"), "{note}");

@@ -31,7 +31,7 @@ use shared::telemetry::Metrics;
 use tracing::{error, info, warn};
 
 pub use budget::{BudgetVerdict, Budgets, BUDGET_NOTICE_SHARE};
-pub use config::{WorkerConfig, WorkerSettings};
+pub use config::{AgentTarget, WorkerConfig, WorkerSettings};
 
 use crate::status::StatusIndicator;
 use crate::stream::LiveReply;
@@ -226,7 +226,8 @@ impl Worker {
         let notice = crate::files::with_notes(notice, &asked.file_notes);
         let latency_ms = started.elapsed().as_millis() as u64;
         let judged = judge(m, asked.result);
-        self.emit_turn_metrics(latency_ms, judged.error_code.as_deref());
+        let unknown = judged.turn.as_ref().map(|t| t.unknown_events.as_slice()).unwrap_or_default();
+        self.emit_turn_metrics(latency_ms, judged.error_code.as_deref(), unknown);
         // The answer (or the one apology) goes out before anything is recorded, but is kept on
         // the turn first: a redelivery after a failed post posts it without re-invoking the agent.
         let kept = self.kept_for(m, &asked.session_id, &judged, notice.as_deref(), latency_ms);
@@ -267,7 +268,8 @@ impl Worker {
         let files_in =
             crate::files::gather(&m.files, self.files.as_ref(), &self.settings.files, &self.metrics, &m.event_id).await;
         let mut request = AgentRequest {
-            session_id: m.thread().session_id(),
+            session_id: self.agent.session_id(&m.thread()),
+            user_id: m.user_id.clone(),
             input_text: crate::files::input_or_placeholder(self.input_with_context(m, previous).await, &files_in),
             session_attributes: HashMap::from([
                 ("slack_user_id".to_string(), m.user_id.clone()),
@@ -312,6 +314,8 @@ struct Judged {
     error_code: Option<String>,
     /// Every model call the turn was billed for, failed attempts included.
     spent: Vec<ModelCall>,
+    /// The agent worked but its stream did not say what it spent.
+    usage_unreported: bool,
 }
 
 /// The outcome of the agent's result.
@@ -330,9 +334,16 @@ fn judge(m: &MessageWork, result: Result<AgentTurn, AgentError>) -> Judged {
                 Outcome::Answered
             };
             let error_code = (outcome == Outcome::Failed).then(|| "AgentFailureTrace".to_string());
-            Judged { outcome, spent: turn.model_calls.clone(), turn: Some(turn), error_code }
+            let usage_unreported = turn.usage_unreported;
+            Judged { outcome, spent: turn.model_calls.clone(), turn: Some(turn), error_code, usage_unreported }
         }
-        Err(e) => Judged { outcome: Outcome::Failed, turn: None, error_code: Some(e.code), spent: e.spent },
+        Err(e) => Judged {
+            outcome: Outcome::Failed,
+            turn: None,
+            error_code: Some(e.code),
+            spent: e.spent,
+            usage_unreported: e.usage_unreported,
+        },
     }
 }
 

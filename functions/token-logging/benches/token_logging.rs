@@ -59,6 +59,8 @@ fn records(n: usize) -> Vec<UsageRecord> {
                 thread_id: format!("{}.{:06}", 1_776_672_000 + i, i),
                 agent_id: format!("AGENT{}", rng.usize(0..3)),
                 agent_alias_id: "ALIAS12345".into(),
+                agent_backend: Default::default(),
+                tokens_unreported: false,
                 calls,
             }
         })

@@ -237,6 +237,8 @@ mod tests {
             thread_id: "1.2".into(),
             agent_id: "AGENT1".into(),
             agent_alias_id: "ALIAS1".into(),
+            agent_backend: Default::default(),
+            tokens_unreported: false,
             calls: calls
                 .into_iter()
                 .map(|(m, i, o)| ModelCall {

@@ -1,6 +1,7 @@
 //! AWS adapters of the ports, over the AWS SDK.
 
 pub mod agent;
+pub mod agentcore;
 pub mod conversations;
 pub mod dedup;
 pub mod firehose;

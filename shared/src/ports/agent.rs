@@ -5,12 +5,15 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use crate::domain::{AgentTurn, ModelCall};
+use crate::domain::{AgentBackend, AgentTurn, ModelCall, ThreadRef};
 
-/// One InvokeAgent request.
+/// One request to the agent, whatever the backend.
 #[derive(Debug, Clone, Default)]
 pub struct AgentRequest {
+    /// The agent session of the Slack thread ([`AgentClient::session_id`]).
     pub session_id: String,
+    /// The Slack user who asked (AgentCore's runtimeUserId).
+    pub user_id: String,
     pub input_text: String,
     pub session_attributes: HashMap<String, String>,
     /// Files the user attached, passed inline in `sessionState.files`.
@@ -87,6 +90,9 @@ pub struct AgentError {
     pub message: String,
     /// Tokens are billed even when the stream fails: keep them for the usage record.
     pub spent: Vec<ModelCall>,
+    /// The agent worked before it failed but its stream reported no usage: what it spent is
+    /// unknown.
+    pub usage_unreported: bool,
 }
 
 impl AgentError {
@@ -97,7 +103,17 @@ impl AgentError {
 
     /// An attempt that ran out of time, having spent `spent`.
     pub fn timed_out(message: impl Into<String>, spent: Vec<ModelCall>) -> Self {
-        AgentError { kind: AgentErrorKind::TimedOut, code: AGENT_TIMEOUT.into(), message: message.into(), spent }
+        AgentError::new(AgentErrorKind::TimedOut, AGENT_TIMEOUT, message, spent)
+    }
+
+    /// An error of `kind` with its service `code`, having spent `spent`.
+    pub fn new(
+        kind: AgentErrorKind,
+        code: impl Into<String>,
+        message: impl Into<String>,
+        spent: Vec<ModelCall>,
+    ) -> Self {
+        AgentError { kind, code: code.into(), message: message.into(), spent, usage_unreported: false }
     }
 }
 
@@ -122,9 +138,20 @@ impl SpentCalls {
 /// Receives the answer's text as it streams in, one piece (a UTF-8 complete delta) at a time.
 pub type TextSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
-/// The Bedrock Agent.
+/// The agent: a Bedrock Agents (Classic) alias, an AgentCore harness or an AgentCore Runtime
+/// agent, each an adapter of this port.
 #[async_trait]
 pub trait AgentClient: Send + Sync {
+    /// Which backend this is (recorded with every turn).
+    fn backend(&self) -> AgentBackend {
+        AgentBackend::Classic
+    }
+
+    /// The agent session id of a Slack thread: stable per thread, in the backend's own form.
+    fn session_id(&self, thread: &ThreadRef) -> String {
+        thread.session_id()
+    }
+
     async fn invoke(&self, request: &AgentRequest) -> std::result::Result<AgentTurn, AgentError>;
 
     /// Like [`AgentClient::invoke`], handing each piece of answer text to `on_text` as it

@@ -21,6 +21,8 @@ impl Worker {
     ) -> Result<AgentTurn, AgentError> {
         let mut attempt = 0;
         let mut spent: Vec<ModelCall> = Vec::new();
+        // Whether any attempt worked without saying what it spent.
+        let mut unreported = false;
         let on_text = |delta: &str| live.push(delta);
         // Attempts end here at the latest: the reserve answers the user and records the turn.
         let cutoff = deadline.map(|d| d.checked_sub(self.settings.deadline_reserve).unwrap_or_else(Instant::now));
@@ -31,11 +33,13 @@ impl Worker {
                     // Calls of failed attempts were billed too.
                     spent.append(&mut turn.model_calls);
                     turn.model_calls = spent;
+                    turn.usage_unreported |= unreported;
                     return Ok(turn);
                 }
                 Err(mut e) => {
                     self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", &e.code)]);
                     spent.append(&mut e.spent);
+                    unreported |= e.usage_unreported;
                     // A retry must still have a whole attempt's time after its delay.
                     let keep = self.settings.deadline_reserve + self.settings.min_agent_attempt;
                     let delay = e
@@ -51,6 +55,7 @@ impl Worker {
                         None => {
                             error!(code = %e.code, message = %e.message, attempt, "agent call failed; giving up");
                             e.spent = spent;
+                            e.usage_unreported = unreported;
                             return Err(e);
                         }
                     }

@@ -111,7 +111,7 @@ impl Worker {
         let error_code = access.map(|a| a.code().to_string());
         let reply_ts = live.deliver(vec![Reply::plain(text)]).await?;
         let latency_ms = started.elapsed().as_millis() as u64;
-        let session_id = m.thread().session_id();
+        let session_id = self.agent.session_id(&m.thread());
         let analytics =
             self.analytics_event(m, &session_id, &AgentTurn::default(), &[], outcome, error_code, latency_ms);
         let record = self.finish(m, record, status, Some(reply_ts), &analytics, None).await;

@@ -61,7 +61,8 @@ impl Worker {
         KeptAnswer {
             parts: parts.into_iter().map(KeptPart::from).collect(),
             analytics: self.analytics_event(m, session_id, turn, &judged.spent, judged.outcome, error_code, latency_ms),
-            usage: (!judged.spent.is_empty()).then(|| self.usage_record(m, &judged.spent)),
+            usage: (!judged.spent.is_empty() || judged.usage_unreported)
+                .then(|| self.usage_record(m, &judged.spent, judged.usage_unreported)),
         }
     }
 

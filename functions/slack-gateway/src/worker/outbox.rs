@@ -66,7 +66,7 @@ impl Worker {
         let record = if stored {
             usage.clone()
         } else {
-            let mut fresh = self.usage_record(m, &usage.calls);
+            let mut fresh = self.usage_record(m, &usage.calls, usage.tokens_unreported);
             fresh.record_id = format!("{}:unposted-{:016x}", fresh.record_id, fastrand::u64(..));
             fresh
         };

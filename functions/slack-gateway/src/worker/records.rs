@@ -10,12 +10,17 @@ use crate::work::MessageWork;
 impl Worker {
     /// Token and cost metrics are token-logging's (priced, once per turn even when a usage record
     /// is redelivered); the worker emits only what it alone knows.
-    pub(super) fn emit_turn_metrics(&self, latency_ms: u64, error_code: Option<&str>) {
+    pub(super) fn emit_turn_metrics(&self, latency_ms: u64, error_code: Option<&str>, unknown_events: &[String]) {
         let agent = self.settings.agent_id.as_str();
         self.metrics.record(&[("AgentId", agent)]).put("APILatency", latency_ms as f64, Unit::Milliseconds).emit();
         // Failed attempts are counted as they happen; a failure trace is only known here.
         if error_code == Some("AgentFailureTrace") {
             self.metrics.count_with_total("APIErrors", 1.0, &[("ErrorCode", "AgentFailureTrace")]);
+        }
+        // Stream events this code does not know: counted by kind, their content never logged.
+        for kind in unknown_events {
+            tracing::warn!(event_kind = %kind, backend = %self.agent.backend(), "unknown agent stream event ignored");
+            self.metrics.count_with_total("SchemaDrift", 1.0, &[("EventType", "agent_stream")]);
         }
     }
 
@@ -60,11 +65,14 @@ impl Worker {
             error_code,
             guardrail_action: turn.guardrail_action.clone(),
             schema_version: ANALYTICS_SCHEMA_VERSION,
+            agent_backend: self.agent.backend(),
             message_text: self.settings.store_message_text.then_some(question),
         }
     }
 
-    pub(super) fn usage_record(&self, m: &MessageWork, calls: &[ModelCall]) -> UsageRecord {
+    /// The turn's usage record; `unreported` when the agent worked but its stream said nothing
+    /// of what it spent.
+    pub(super) fn usage_record(&self, m: &MessageWork, calls: &[ModelCall], unreported: bool) -> UsageRecord {
         UsageRecord {
             // Stable across redeliveries of the same Slack event.
             record_id: format!("{}:{}", m.team_id, m.event_id),
@@ -75,7 +83,9 @@ impl Worker {
             thread_id: m.thread().thread_ts,
             agent_id: self.settings.agent_id.clone(),
             agent_alias_id: self.settings.agent_alias_id.clone(),
+            agent_backend: self.agent.backend(),
             calls: calls.to_vec(),
+            tokens_unreported: unreported,
         }
     }
 }

@@ -5,17 +5,20 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use shared::aws::agent::BedrockAgent;
+use shared::aws::agentcore::harness::AgentCoreHarness;
+use shared::aws::agentcore::runtime::AgentCoreRuntime;
 use shared::aws::conversations::DynamoDbConversations;
 use shared::aws::firehose::{FirehoseAnalytics, FirehoseFeedback};
 use shared::aws::secrets::JsonSecret;
 use shared::aws::sqs::SqsUsageSink;
 use shared::aws::usage::DynamoDbUsageReader;
-use shared::ports::SlackSecretSource;
+use shared::ports::{AgentClient, SlackSecretSource};
 use shared::pricing::PriceTable;
 use shared::slack::client::{SlackWebClient, TOKEN_REFRESH_INTERVAL};
 use shared::slack::files::{SlackFileFetcher, SlackFiles};
 use shared::telemetry::Metrics;
 
+use super::config::AgentTarget;
 use super::{Worker, WorkerConfig};
 use crate::feedback::{FeedbackRecorder, FeedbackSink};
 
@@ -41,11 +44,7 @@ impl Worker {
         );
         let conversations = || DynamoDbConversations::new(dynamodb.clone(), &config.conversations_table);
         Ok(Worker {
-            agent: Arc::new(BedrockAgent::new(
-                shared::aws::agent::agent_client(agent_sdk),
-                &config.agent_id,
-                &config.agent_alias_id,
-            )),
+            agent: agent(config, agent_sdk),
             chat: slack.clone(),
             files: Arc::new(SlackFiles::new(fetcher, slack)),
             analytics: Arc::new(FirehoseAnalytics::new(aws_sdk_firehose::Client::new(sdk), &config.events_stream_name)),
@@ -65,5 +64,26 @@ impl Worker {
             metrics,
             settings: config.settings.clone(),
         })
+    }
+}
+
+/// The agent adapter of the configured backend.
+fn agent(config: &WorkerConfig, sdk: &SdkConfig) -> Arc<dyn AgentClient> {
+    match &config.agent {
+        AgentTarget::Classic => {
+            Arc::new(BedrockAgent::new(shared::aws::agent::agent_client(sdk), &config.agent_id, &config.agent_alias_id))
+        }
+        AgentTarget::Harness { arn, qualifier, model_id } => Arc::new(AgentCoreHarness::new(
+            shared::aws::agentcore::agentcore_client(sdk),
+            arn,
+            qualifier.clone(),
+            model_id.clone(),
+        )),
+        AgentTarget::Runtime { arn, qualifier, model_id } => Arc::new(AgentCoreRuntime::new(
+            shared::aws::agentcore::agentcore_client(sdk),
+            arn,
+            qualifier.clone(),
+            model_id.clone(),
+        )),
     }
 }

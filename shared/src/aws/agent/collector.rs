@@ -139,6 +139,8 @@ impl TurnCollector {
             files: self.files,
             return_control: self.return_control,
             first_token_ms: self.first_token_ms,
+            usage_unreported: false,
+            unknown_events: Vec::new(),
         }
     }
 

@@ -142,11 +142,13 @@ impl BedrockAgent {
 
 /// A user's file, inline (`BYTE_CONTENT`), for the use case the request names.
 fn input_file(file: &AgentInputFile) -> Result<InputFile, AgentError> {
-    let rejected = |e: BuildError| AgentError {
-        kind: AgentErrorKind::Rejected,
-        code: "ConstructionFailure".into(),
-        message: format!("input file {:?}: {e}", file.name),
-        spent: Vec::new(),
+    let rejected = |e: BuildError| {
+        AgentError::new(
+            AgentErrorKind::Rejected,
+            "ConstructionFailure",
+            format!("input file {:?}: {e}", file.name),
+            Vec::new(),
+        )
     };
     let content = ByteContentFile::builder()
         .media_type(&file.media_type)
@@ -189,7 +191,7 @@ fn request_error(err: SdkError<InvokeAgentError, HttpResponse>) -> AgentError {
         _ => (AgentErrorKind::Rejected, "ConstructionFailure".into(), DisplayErrorContext(&err).to_string()),
     };
     tracing::warn!(kind = ?kind, code = %code, message = %message, "InvokeAgent failed");
-    AgentError { kind, code, message, spent: Vec::new() }
+    AgentError::new(kind, code, message, Vec::new())
 }
 
 /// The stream failed after it began: keep what the turn already spent.
@@ -210,7 +212,7 @@ fn stream_error<R: std::fmt::Debug>(err: SdkError<ResponseStreamError, R>, spent
         spent_calls = spent.len(),
         "InvokeAgent stream failed"
     );
-    AgentError { kind, code, message, spent }
+    AgentError::new(kind, code, message, spent)
 }
 
 /// Exceptions inside the stream carry their type in a frame header, not always in the
@@ -233,15 +235,19 @@ fn stream_error_code(err: &ResponseStreamError) -> String {
 }
 
 /// Classifies a service error code (either spelling: `ThrottlingException` in HTTP errors,
-/// `throttlingException` in stream frames), falling back on the HTTP status.
-fn kind_of(code: &str, status: Option<u16>) -> AgentErrorKind {
+/// `throttlingException` in stream frames), falling back on the HTTP status. AgentCore's
+/// `RuntimeClientError` (the agent's own code failed) is not retried: another attempt would
+/// most likely fail the same way, and bill again.
+pub(crate) fn kind_of(code: &str, status: Option<u16>) -> AgentErrorKind {
     let lower = code.to_ascii_lowercase();
     let name = lower.strip_suffix("exception").unwrap_or(&lower);
     match name {
         "throttling" | "servicequotaexceeded" | "toomanyrequests" => AgentErrorKind::Throttled,
         "internalserver" | "internalfailure" | "dependencyfailed" | "badgateway" | "modelnotready"
-        | "serviceunavailable" => AgentErrorKind::Unavailable,
-        "validation" | "accessdenied" | "resourcenotfound" | "conflict" => AgentErrorKind::Rejected,
+        | "serviceunavailable" | "retryableconflict" => AgentErrorKind::Unavailable,
+        "validation" | "accessdenied" | "resourcenotfound" | "conflict" | "runtimeclienterror" => {
+            AgentErrorKind::Rejected
+        }
         _ => match status {
             Some(429) => AgentErrorKind::Throttled,
             Some(s) if s >= 500 => AgentErrorKind::Unavailable,
@@ -288,6 +294,8 @@ mod tests {
         assert_eq!(kind_of("AccessDeniedException", Some(403)), Rejected);
         assert_eq!(kind_of("ResourceNotFoundException", Some(404)), Rejected);
         assert_eq!(kind_of("ConflictException", Some(409)), Rejected);
+        assert_eq!(kind_of("RetryableConflictException", Some(409)), Unavailable);
+        assert_eq!(kind_of("runtimeClientError", None), Rejected);
         assert_eq!(kind_of("SomethingNew", Some(503)), Unavailable);
         assert_eq!(kind_of("SomethingNew", Some(429)), Throttled);
         assert_eq!(kind_of("SomethingNew", Some(418)), Rejected);

@@ -28,10 +28,25 @@ pub fn frame(message_type: &str, kind: &str, payload: &str) -> Result<Vec<u8>, S
     Ok(out)
 }
 
-/// Answers every request with one event-stream body.
+/// Answers every request with one body and the given headers.
 #[derive(Debug, Clone)]
-struct Answering {
-    body: Vec<u8>,
+pub(crate) struct Answering {
+    pub(crate) body: Vec<u8>,
+    pub(crate) headers: Vec<(&'static str, &'static str)>,
+}
+
+impl Answering {
+    /// An `application/vnd.amazon.eventstream` body, with InvokeAgent's headers.
+    fn event_stream(body: Vec<u8>) -> Self {
+        Answering {
+            body,
+            headers: vec![
+                ("content-type", "application/vnd.amazon.eventstream"),
+                ("x-amzn-bedrock-agent-content-type", "application/json"),
+                ("x-amz-bedrock-agent-session-id", "wire-session"),
+            ],
+        }
+    }
 }
 
 impl HttpConnector for Answering {
@@ -42,9 +57,9 @@ impl HttpConnector for Answering {
         };
         let mut response = HttpResponse::new(status, SdkBody::from(self.body.clone()));
         let headers = response.headers_mut();
-        headers.insert("content-type", "application/vnd.amazon.eventstream");
-        headers.insert("x-amzn-bedrock-agent-content-type", "application/json");
-        headers.insert("x-amz-bedrock-agent-session-id", "wire-session");
+        for (name, value) in &self.headers {
+            headers.insert(*name, *value);
+        }
         HttpConnectorFuture::ready(Ok(response))
     }
 }
@@ -62,7 +77,7 @@ pub fn answering_client(body: Vec<u8>) -> aws_sdk_bedrockagentruntime::Client {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("wire", "wire", None, None, "wire"))
         .retry_config(RetryConfig::disabled())
-        .http_client(Answering { body })
+        .http_client(Answering::event_stream(body))
         .build();
     aws_sdk_bedrockagentruntime::Client::from_conf(config)
 }
