@@ -1,7 +1,9 @@
-//! Lambda entry point of action-group (invoked by a Bedrock Agent's action group).
+//! Lambda entry point of action-group: invoked by a Bedrock Agent's action group (Classic) or by
+//! an AgentCore Gateway (the tool named in the Lambda client context).
 
 use std::sync::Arc;
 
+use action_group::events::gateway::GatewayContext;
 use action_group::jira::JiraClient;
 use action_group::{ActionGroupConfig, Handler};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -27,7 +29,8 @@ async fn main() -> Result<(), Error> {
     let handler = &handler;
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let deadline = shared::deadline::from_epoch_ms(event.context.deadline);
-        handler.handle(event.payload, deadline).await
+        let gateway = event.context.client_context.as_ref().and_then(|c| GatewayContext::from_custom(&c.custom));
+        handler.handle_invocation(event.payload, gateway.as_ref(), deadline).await
     }))
     .await
 }
