@@ -27,6 +27,7 @@ pub use crate::outcome::{respond, Outcome};
 use crate::routes::{self, Action, Matched};
 
 mod gateway;
+mod wiring;
 
 pub use gateway::Reply;
 
