@@ -29,7 +29,7 @@ use crate::routes::{self, Action, Matched};
 mod gateway;
 mod wiring;
 
-pub use gateway::Reply;
+pub use gateway::{Reply, GATEWAY_DRIFT, USAGE_REFUSED};
 
 /// The time budget when the runtime gives no deadline (tests, local runs).
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(25);
