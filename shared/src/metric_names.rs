@@ -141,8 +141,12 @@ pub const METRICS: &[MetricSpec] = &[
             // The sweeper: pending_analytics / pending_usage copies that no longer parse (cleared).
             e(MP, &["EventType"]),
             e(MP, &[]),
+            // Action-group invocations of no known shape: a malformed Classic event, or a gateway
+            // tool call with an unknown tool or malformed arguments.
+            e(AG, &["EventType"]),
+            e(AG, &[]),
         ],
-        meaning: "payloads of an unexpected shape (Slack events, work items, usage records, pending copies kept on a turn) that were dropped or parsed partly",
+        meaning: "payloads of an unexpected shape (Slack events, work items, usage records, pending copies kept on a turn, action-group invocations) that were dropped or parsed partly",
     },
     MetricSpec {
         name: "DuplicateEvents",

@@ -56,6 +56,16 @@ impl FunctionProcess {
         self.api.invoke(event, timeout)
     }
 
+    /// Invokes the function with `event` and a client context (`{"custom": {...}}`).
+    pub fn invoke_with_client_context(
+        &self,
+        event: Value,
+        client_context: &Value,
+        timeout: Duration,
+    ) -> Result<Outcome, String> {
+        self.api.invoke_with_client_context(event, client_context, timeout)
+    }
+
     /// Peak resident memory so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

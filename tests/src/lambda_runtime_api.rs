@@ -1,6 +1,7 @@
 //! A local Lambda Runtime API (2018-06-01): runs a real function binary (the `bootstrap`) as
 //! Lambda would, feeds it events and collects its responses. Used by the footprint bench and the
-//! local stack; only `next`, `response`, `error` and `init/error` are served.
+//! local stack; only `next`, `response`, `error` and `init/error` are served. An invocation may
+//! carry a client context (the `lambda-runtime-client-context` header), as a gateway's does.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -26,7 +27,8 @@ pub enum Outcome {
 
 #[derive(Default)]
 struct Store {
-    pending: VecDeque<(String, Value, Duration)>,
+    /// (request id, event, timeout, client context JSON).
+    pending: VecDeque<(String, Value, Duration, Option<String>)>,
     done: HashMap<String, Outcome>,
     init_error: Option<String>,
     seq: u64,
@@ -80,11 +82,26 @@ impl RuntimeApi {
     /// Queues `event` and waits for the function's answer, at most `timeout` (also the deadline
     /// the function is told).
     pub fn invoke(&self, event: Value, timeout: Duration) -> Result<Outcome, String> {
+        self.invoke_with(event, None, timeout)
+    }
+
+    /// As [`RuntimeApi::invoke`], with a client context (`{"custom": {...}}`), as a caller of
+    /// Invoke with `ClientContext` (an AgentCore Gateway) sends it.
+    pub fn invoke_with_client_context(
+        &self,
+        event: Value,
+        client_context: &Value,
+        timeout: Duration,
+    ) -> Result<Outcome, String> {
+        self.invoke_with(event, Some(client_context.to_string()), timeout)
+    }
+
+    fn invoke_with(&self, event: Value, client_context: Option<String>, timeout: Duration) -> Result<Outcome, String> {
         let id = {
             let mut s = self.inner.store.lock().map_err(|e| e.to_string())?;
             s.seq += 1;
             let id = format!("00000000-0000-4000-8000-{:012}", s.seq);
-            s.pending.push_back((id.clone(), event, timeout));
+            s.pending.push_back((id.clone(), event, timeout, client_context));
             id
         };
         self.inner.waiters.notify_one();
@@ -112,7 +129,7 @@ async fn next(State(inner): State<Arc<Inner>>) -> Response {
     loop {
         let notified = inner.waiters.notified();
         let item = inner.store.lock().ok().and_then(|mut s| s.pending.pop_front());
-        if let Some((id, event, timeout)) = item {
+        if let Some((id, event, timeout, client_context)) = item {
             let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + timeout;
             let mut headers = HeaderMap::new();
             let mut put = |k: &'static str, v: String| {
@@ -125,6 +142,9 @@ async fn next(State(inner): State<Arc<Inner>>) -> Response {
             put("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:local".into());
             put("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Sampled=0".into());
             put("content-type", "application/json".into());
+            if let Some(client_context) = client_context {
+                put("lambda-runtime-client-context", client_context);
+            }
             return (StatusCode::OK, headers, event.to_string()).into_response();
         }
         notified.await;

@@ -9,8 +9,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use action_group::events::gateway::{GatewayContext, ToolResult};
 use action_group::events::{ActionGroupEvent, ActionGroupResponse, ResponseState};
-use action_group::handler::Handler;
+use action_group::handler::{Handler, Reply};
 use action_group::jira::JiraClient;
 use action_group::jql::Projects;
 use action_group::routes::ROUTES;
@@ -160,6 +161,26 @@ impl Stack {
         let response = self.handler.handle_event(&event, Some(Instant::now() + Duration::from_secs(10)), now).await;
         self.responses.lock().expect("responses").push(serde_json::to_string(&response).expect("serialises"));
         response
+    }
+
+    /// A gateway tool call as the gateway makes it: `arguments` as the event, `tool_name`
+    /// (`<target>___<tool>`) in the client context of events/action-group-gateway.
+    async fn call_tool(&self, tool_name: &str, arguments: Value) -> ToolResult {
+        let mut client_context = fixture("action-group-gateway/client_context");
+        client_context["custom"]["bedrockAgentCoreToolName"] = json!(tool_name);
+        let custom: std::collections::HashMap<String, String> =
+            serde_json::from_value(client_context["custom"].clone()).expect("string values");
+        let gateway = GatewayContext::from_custom(&custom).expect("a tool name");
+        let reply = self
+            .handler
+            .handle_invocation(arguments, Some(&gateway), Some(Instant::now() + Duration::from_secs(10)))
+            .await
+            .unwrap_or_else(|e| panic!("a gateway call is never a Lambda error: {e}"));
+        self.responses.lock().expect("responses").push(serde_json::to_string(&reply).expect("serialises"));
+        match reply {
+            Reply::Tool(result) => result,
+            other => panic!("not a tool result: {other:?}"),
+        }
     }
 
     async fn rotate(&self, secret: &str) {
@@ -788,6 +809,26 @@ async fn the_binary_answers_under_the_lambda_runtime() {
         Ok(Outcome::Error(e)) => assert!(e.contains("MalformedEvent"), "{e}"),
         other => panic!("a malformed event is a Lambda error: {other:?}"),
     }
+    // The AgentCore Gateway form: the arguments as the event, the tool in the client context.
+    let client_context = fixture("action-group-gateway/client_context");
+    let gateway = |event: Value, client_context: &Value| {
+        tokio::task::block_in_place(|| {
+            function.invoke_with_client_context(event, client_context, Duration::from_secs(20))
+        })
+    };
+    match gateway(fixture("action-group-gateway/get_ticket"), &client_context) {
+        Ok(Outcome::Response(v)) => assert_eq!(v["key"], "ITSUP-4182", "{v}\n{}", function.output()),
+        other => panic!("{other:?}\n{}", function.output()),
+    }
+    let mut unknown = client_context.clone();
+    unknown["custom"]["bedrockAgentCoreToolName"] = json!("TicketTools___deleteTicket");
+    match gateway(json!({"key": "ITSUP-4182"}), &unknown) {
+        Ok(Outcome::Response(v)) => {
+            assert_eq!(v["isError"], true, "{v}");
+            assert!(v["content"][0]["text"].as_str().unwrap_or_default().contains("has no tool"), "{v}");
+        }
+        other => panic!("an unknown tool is an error result, not a Lambda error: {other:?}"),
+    }
     let output = function.output();
     assert!(output.contains("\"ActionLatency\""), "EMF on stdout: {output}");
     assert!(output.contains("action group call"), "{output}");
@@ -803,6 +844,61 @@ async fn the_binary_answers_under_the_lambda_runtime() {
     let status = tokio::task::block_in_place(|| missing.wait_exit(Duration::from_secs(20))).expect("exits at init");
     assert!(!status.success());
     assert!(missing.output().contains("JIRA_SECRET_ARN is not set"), "{}", missing.output());
+}
+
+/// Issue 15: the same tools as an AgentCore Gateway Lambda target. The fixtures of
+/// events/action-group-gateway (the arguments as the event, the tool in the client context) get
+/// the answers the Classic forms get; failures are error results with a message and no secret;
+/// getMyUsage is refused (no Slack identity reaches the function), and an unknown tool or
+/// malformed arguments are counted as drift without their content in any log line.
+#[tokio::test]
+async fn the_gateway_form_serves_the_same_tools() {
+    seed_itsup();
+    let stack = Stack::new("ag-gateway").await;
+    let today = Utc::now().format("DAY#%Y-%m-%d").to_string();
+    stack.put_rollup(TEAM, USER, &today, spend(0.42, 1000, 200, 3)).await;
+
+    let r = stack.call_tool("TicketTools___getTicket", fixture("action-group-gateway/get_ticket")).await;
+    let ToolResult::Answer(ticket) = &r else { panic!("an answer: {r:?}") };
+    assert_eq!(ticket["key"], "ITSUP-4182");
+    assert_eq!(ticket["status"], "In Progress");
+    let classic = stack.call(function_event("getTicket", &[("key", "ITSUP-4182")])).await;
+    assert_eq!(&body_json(&classic), ticket, "the same answer as the function form");
+
+    let r = stack.call_tool("TicketTools___searchTickets", fixture("action-group-gateway/search_tickets")).await;
+    let ToolResult::Answer(answer) = &r else { panic!("an answer: {r:?}") };
+    assert_eq!(keys(answer), ["ITSUP-4201"], "{answer}");
+    assert_eq!(
+        answer["jql"],
+        format!(r#"{CONFINED}text ~ "VPN disconnect" AND statusCategory != Done ORDER BY updated DESC"#)
+    );
+
+    // The user's mistakes and the confinement: error results the agent relays.
+    let r = stack.call_tool("TicketTools___getTicket", json!({"key": "SECRETQ-7"})).await;
+    assert!(r.is_error() && r.text().contains("SECRETQ-7 is in another project"), "{r:?}");
+    let r = stack.call_tool("TicketTools___searchTickets", json!({"jql": "project = SECRETQ"})).await;
+    assert!(r.is_error(), "{r:?}");
+
+    // Usage: refused whatever the arguments, even naming the user of the rollup above.
+    let r = stack.call_tool("TicketTools___getMyUsage", json!({"period": "today"})).await;
+    assert!(r.is_error());
+    assert_eq!(r.text(), action_group::handler::USAGE_REFUSED);
+    let r = stack.call_tool("TicketTools___getMyUsage", json!({"slack_user_id": USER})).await;
+    assert!(r.is_error() && !r.text().contains("0.42"), "{r:?}");
+
+    // Drift: counted, answered clearly, never logged with its content.
+    let r = stack.call_tool("TicketTools___exfiltrateZq81", json!({"note": "drift-content-Yq77"})).await;
+    assert!(r.is_error() && r.text().contains("has no tool"), "{r:?}");
+    let r = stack.call_tool("TicketTools___searchTickets", json!({"query": ["drift-content-Yq77"]})).await;
+    assert!(r.is_error() && r.text().contains("must be a string or a number"), "{r:?}");
+    // Three: the unknown tool, the array, and the undeclared `slack_user_id` of getMyUsage.
+    assert_eq!(stack.metric_sum("SchemaDrift", Some(("EventType", "gateway_tool_call"))), 3.0);
+    let logged = String::from_utf8_lossy(&logs().lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
+    assert!(logged.contains("schema drift"), "the drift is logged");
+    for content in ["exfiltrateZq81", "drift-content-Yq77"] {
+        assert!(!logged.contains(content), "{content} was logged");
+    }
+    assert_eq!(stack.metric_sum("ActionErrors", Some(("ErrorCode", "UsageNeedsSlackIdentity"))), 1.0);
 }
 
 /// The fixtures are valid action-group events in the form their name says.

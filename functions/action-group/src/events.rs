@@ -5,6 +5,8 @@
 //! ("Configure Lambda functions to send information that an Amazon Bedrock agent elicits from the
 //! user").
 
+pub mod gateway;
+
 use std::collections::BTreeMap;
 
 use serde::de::Error as _;

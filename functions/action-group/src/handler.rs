@@ -1,8 +1,10 @@
-//! The action-group handler: finds the operation (either event form), runs it, and answers in the
+//! The action-group handler: finds the operation (any event form), runs it, and answers in the
 //! form it was asked in. Every failure becomes an answer the agent can relay: REPROMPT (HTTP 4xx
 //! in the OpenAPI form) for the user's mistakes, FAILURE (5xx, 429) for outages and
-//! misconfiguration. Only an event that is not an action-group event at all is a Lambda error.
+//! misconfiguration, an error result on the AgentCore Gateway ([`gateway`]). Only a Classic
+//! event that is not an action-group event at all is a Lambda error.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use shared::rollups::Spend;
 use shared::telemetry::{Metrics, Unit};
 use tracing::{info, warn};
 
+use crate::events::gateway::GatewayContext;
 use crate::events::{ActionGroupEvent, ActionGroupResponse};
 use crate::jira::{cut, JiraClient, JiraCredentialSource, JiraError, JiraSite};
 use crate::jql::{self, Projects, TicketQuery};
@@ -22,6 +25,11 @@ use crate::my_usage::{self, UsagePeriod};
 use crate::outcome::{jira_outcome, search_answer};
 pub use crate::outcome::{respond, Outcome};
 use crate::routes::{self, Action, Matched};
+
+mod gateway;
+mod wiring;
+
+pub use gateway::{Reply, GATEWAY_DRIFT, USAGE_REFUSED};
 
 /// The time budget when the runtime gives no deadline (tests, local runs).
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(25);
@@ -69,15 +77,50 @@ impl From<ActionGroupError> for Diagnostic {
     }
 }
 
+/// The arguments of one call by name, whatever the form carried them in (trimmed, never empty).
+pub(crate) type Arguments = BTreeMap<String, String>;
+
+/// Who is asking, from a source the model cannot write (the Classic session attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Asker<'a> {
+    pub team: &'a str,
+    pub user: &'a str,
+}
+
+/// What one call is, for its log line.
+pub(crate) struct CallLog<'a> {
+    /// `openapi`, `function` or `gateway`.
+    pub form: &'static str,
+    pub operation: String,
+    /// The action group (Classic) or the gateway target id.
+    pub group: &'a str,
+}
+
 impl Handler {
-    /// Handles one raw Lambda event. `deadline` is when the function times out.
+    /// Handles one invocation in any form: a gateway tool call when the Lambda client context
+    /// names a tool (`gateway`), a Classic action-group event otherwise.
+    pub async fn handle_invocation(
+        &self,
+        event: Value,
+        gateway: Option<&GatewayContext>,
+        deadline: Option<Instant>,
+    ) -> Result<Reply, ActionGroupError> {
+        match gateway {
+            Some(context) => Ok(Reply::Tool(self.handle_tool_call(&event, context, deadline, Utc::now()).await)),
+            None => self.handle(event, deadline).await.map(Reply::ActionGroup),
+        }
+    }
+
+    /// Handles one raw Classic action-group event. `deadline` is when the function times out.
     pub async fn handle(
         &self,
         event: Value,
         deadline: Option<Instant>,
     ) -> Result<ActionGroupResponse, ActionGroupError> {
-        let event: ActionGroupEvent =
-            serde_json::from_value(event).map_err(|e| ActionGroupError::MalformedEvent(e.to_string()))?;
+        let event: ActionGroupEvent = serde_json::from_value(event).map_err(|e| {
+            self.drift("action_group_event", "not a Bedrock action-group event");
+            ActionGroupError::MalformedEvent(e.to_string())
+        })?;
         Ok(self.handle_event(&event, deadline, Utc::now()).await)
     }
 
@@ -89,12 +132,18 @@ impl Handler {
         now: DateTime<Utc>,
     ) -> ActionGroupResponse {
         let started = Instant::now();
-        let deadline = deadline.unwrap_or(started + DEFAULT_BUDGET);
-        let work_deadline = deadline.checked_sub(DEADLINE_RESERVE).unwrap_or(deadline);
+        let work_deadline = work_deadline(deadline, started);
         let (action, outcome) = match routes::find(event) {
             Some(matched) => {
                 let action = matched.route.action;
-                (action.name(), self.run(action, &matched, event, work_deadline, now).await)
+                let arguments = matched
+                    .route
+                    .parameters
+                    .iter()
+                    .filter_map(|p| parameter(event, &matched, p.name).map(|v| (p.name.to_string(), v.to_string())))
+                    .collect();
+                let asker = asker(event);
+                (action.name(), self.run(action, &arguments, asker, work_deadline, now).await)
             }
             None => (
                 "unknown",
@@ -105,19 +154,25 @@ impl Handler {
                 ),
             ),
         };
-        self.record(event, action, &outcome, started);
+        let form = match event {
+            ActionGroupEvent::Api(_) => "openapi",
+            ActionGroupEvent::Function(_) => "function",
+        };
+        let call = CallLog { form, operation: event.operation(), group: &event.context().action_group };
+        self.record(&call, action, &outcome, started);
         respond(event, outcome)
     }
 
-    async fn run(
+    /// Runs one operation on its arguments. `asker` is who asks, when a trusted source says so.
+    pub(crate) async fn run(
         &self,
         action: Action,
-        matched: &Matched,
-        event: &ActionGroupEvent,
+        arguments: &Arguments,
+        asker: Option<Asker<'_>>,
         deadline: Instant,
         now: DateTime<Utc>,
     ) -> Outcome {
-        let param = |name: &str| parameter(event, matched, name);
+        let param = |name: &str| arguments.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         match action {
             Action::SearchTickets => {
                 let query = TicketQuery {
@@ -140,7 +195,7 @@ impl Handler {
                         Ok(p) => p,
                         Err(message) => return Outcome::reprompt(400, "BadPeriod", message),
                     };
-                self.my_usage(event, period, now, deadline).await
+                self.my_usage(asker, period, now, deadline).await
             }
         }
     }
@@ -228,19 +283,17 @@ impl Handler {
         }
     }
 
-    /// The asking user's usage. The identity comes only from the session attributes the Slack
-    /// worker set (the model cannot change them), never from parameters: nobody can ask for
-    /// someone else's spend.
+    /// The asking user's usage. The identity comes only from `asker` (the session attributes
+    /// the Slack worker set, which the model cannot change), never from parameters: nobody can
+    /// ask for someone else's spend.
     async fn my_usage(
         &self,
-        event: &ActionGroupEvent,
+        asker: Option<Asker<'_>>,
         period: UsagePeriod,
         now: DateTime<Utc>,
         deadline: Instant,
     ) -> Outcome {
-        let attributes = &event.context().session_attributes;
-        let attribute = |k: &str| attributes.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let (Some(team), Some(user)) = (attribute(TEAM_ATTRIBUTE), attribute(USER_ATTRIBUTE)) else {
+        let Some(Asker { team, user }) = asker else {
             return Outcome::reprompt(
                 400,
                 "NoIdentity",
@@ -324,14 +377,22 @@ impl Handler {
         JiraSite::new(&credentials).map_err(|e| jira_outcome(e, None))
     }
 
+    /// A payload of an unexpected shape: counted (`SchemaDrift` by `EventType`) and logged by
+    /// the kind of problem only, never with its content.
+    pub(crate) fn drift(&self, event_type: &'static str, problem: &'static str) {
+        self.metrics.count_with_total("SchemaDrift", 1.0, &[("EventType", event_type)]);
+        warn!(event_type, problem, "unexpected invocation (schema drift); its content is not logged");
+    }
+
     /// One log line and the EMF metrics of an invocation.
-    fn record(&self, event: &ActionGroupEvent, action: &'static str, outcome: &Outcome, started: Instant) {
+    fn record(&self, call: &CallLog<'_>, action: &'static str, outcome: &Outcome, started: Instant) {
         let latency_ms = started.elapsed().as_millis() as u64;
         let (status, code) = outcome.status_and_code();
         info!(
             action,
-            operation = %event.operation(),
-            action_group = %event.context().action_group,
+            form = call.form,
+            operation = %call.operation,
+            action_group = %call.group,
             outcome = outcome.kind(),
             status,
             error_code = code.unwrap_or_default(),
@@ -343,6 +404,20 @@ impl Handler {
             self.metrics.count("ActionErrors", 1.0, &[("Action", action), ("ErrorCode", code)]);
         }
     }
+}
+
+/// Who asks, from the session attributes the Slack worker sets (`slack_team_id`,
+/// `slack_user_id`): blank or missing is nobody.
+fn asker(event: &ActionGroupEvent) -> Option<Asker<'_>> {
+    let attributes = &event.context().session_attributes;
+    let attribute = |k: &str| attributes.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    Some(Asker { team: attribute(TEAM_ATTRIBUTE)?, user: attribute(USER_ATTRIBUTE)? })
+}
+
+/// When the work must be done: the Lambda deadline (or the default budget) less the reserve.
+fn work_deadline(deadline: Option<Instant>, started: Instant) -> Instant {
+    let deadline = deadline.unwrap_or(started + DEFAULT_BUDGET);
+    deadline.checked_sub(DEADLINE_RESERVE).unwrap_or(deadline)
 }
 
 /// A parameter by name: path parameters of a concrete path first, then the event's; trimmed,
@@ -379,117 +454,4 @@ async fn within<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, tokio
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::jira::SearchResult;
-    use crate::jira::Ticket;
-    use crate::outcome::MAX_BODY_BYTES;
-
-    fn function_event(name: &str) -> ActionGroupEvent {
-        serde_json::from_value(json!({"actionGroup": "TicketActions", "function": name})).unwrap()
-    }
-
-    fn api_event(path: &str) -> ActionGroupEvent {
-        serde_json::from_value(json!({"actionGroup": "TicketActions", "apiPath": path, "httpMethod": "GET"})).unwrap()
-    }
-
-    #[test]
-    fn normalizes_ticket_keys() {
-        assert_eq!(normalize_key("itsup-42").as_deref(), Some("ITSUP-42"));
-        assert_eq!(normalize_key(" OPS_2-7 ").as_deref(), Some("OPS_2-7"));
-        assert_eq!(normalize_key("https://acme.atlassian.net/browse/ITSUP-42?focused=1").as_deref(), Some("ITSUP-42"));
-        for bad in ["", "42", "ITSUP", "ITSUP-", "-42", "1TSUP-42", "ITSUP-4x", "ITSUP 42", "A-1-2", "ÄB-1"] {
-            assert_eq!(normalize_key(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn outcomes_take_the_form_of_the_event() {
-        let reprompt = || Outcome::reprompt(404, "JiraNotFound", "no such ticket");
-        let failure = || Outcome::failure(503, "JiraUnavailable", "Jira is down");
-
-        let f = respond(&function_event("getTicket"), Outcome::Answer(json!({"key": "A-1"})));
-        let v = serde_json::to_value(&f).unwrap();
-        assert!(v["response"]["functionResponse"].get("responseState").is_none());
-        assert_eq!(f.body(), r#"{"key":"A-1"}"#);
-        let v = serde_json::to_value(respond(&function_event("getTicket"), reprompt())).unwrap();
-        assert_eq!(v["response"]["functionResponse"]["responseState"], "REPROMPT");
-        assert_eq!(v["response"]["functionResponse"]["responseBody"]["TEXT"]["body"], "no such ticket");
-        let v = serde_json::to_value(respond(&function_event("getTicket"), failure())).unwrap();
-        assert_eq!(v["response"]["functionResponse"]["responseState"], "FAILURE");
-
-        let a = respond(&api_event("/tickets/{key}"), Outcome::Answer(json!({"key": "A-1"})));
-        assert_eq!(a.api().unwrap().http_status_code, 200);
-        let a = respond(&api_event("/tickets/{key}"), reprompt());
-        assert_eq!(a.api().unwrap().http_status_code, 404);
-        assert_eq!(serde_json::from_str::<Value>(a.body()).unwrap(), json!({"error": "no such ticket"}));
-        assert_eq!(respond(&api_event("/x"), failure()).api().unwrap().http_status_code, 503);
-    }
-
-    #[test]
-    fn jira_failures_become_messages_the_agent_can_relay() {
-        let kind = |o: &Outcome| o.kind();
-        assert_eq!(kind(&jira_outcome(JiraError::Rejected { status: 401 }, None)), "failure");
-        let Outcome::Failure { message, .. } = jira_outcome(JiraError::Rejected { status: 403 }, None) else {
-            panic!()
-        };
-        assert!(message.contains("Jira rejected the bot's credentials (HTTP 403)"), "{message}");
-        let Outcome::Reprompt { message, status, .. } =
-            jira_outcome(JiraError::NotFound { message: "Issue does not exist".into() }, Some("ITSUP-9"))
-        else {
-            panic!()
-        };
-        assert_eq!(status, 404);
-        assert!(message.contains("ITSUP-9"), "{message}");
-        let Outcome::Reprompt { message, .. } =
-            jira_outcome(JiraError::BadRequest { message: "Field 'foo' does not exist.".into() }, None)
-        else {
-            panic!()
-        };
-        assert!(message.contains("Field 'foo' does not exist."), "{message}");
-        let Outcome::Failure { message, status, .. } =
-            jira_outcome(JiraError::RateLimited { retry_after: Duration::from_secs(42) }, None)
-        else {
-            panic!()
-        };
-        assert_eq!(status, 429);
-        assert!(message.contains("42 seconds"), "{message}");
-        for e in [
-            JiraError::Unavailable { status: 500 },
-            JiraError::Timeout,
-            JiraError::Unreachable("x".into()),
-            JiraError::NotConfigured("x".into()),
-            JiraError::Unexpected { status: 302, reason: "x".into() },
-        ] {
-            assert_eq!(kind(&jira_outcome(e, None)), "failure");
-        }
-    }
-
-    #[test]
-    fn search_answers_fit_the_response_size() {
-        let ticket = |i: usize| Ticket {
-            key: format!("BIG-{i}"),
-            summary: "s".repeat(200),
-            status: Some("Open".into()),
-            assignee: Some("Someone With A Long Name".into()),
-            updated: Some("2026-01-01T00:00:00.000+0000".into()),
-            priority: Some("Medium".into()),
-            url: format!("https://acme.atlassian.net/browse/BIG-{i}"),
-        };
-        let many = SearchResult { tickets: (0..200).map(ticket).collect(), more: false };
-        let answer = search_answer("project = BIG", many);
-        assert!(answer.to_string().len() <= MAX_BODY_BYTES);
-        assert_eq!(answer["more"], true);
-        assert_eq!(answer["count"].as_u64().unwrap() as usize, answer["tickets"].as_array().unwrap().len());
-        let none = search_answer("x", SearchResult { tickets: vec![], more: false });
-        assert_eq!(none["count"], 0);
-        assert!(none["message"].is_string());
-    }
-
-    #[test]
-    fn a_malformed_event_is_a_lambda_error_with_a_meaningful_type() {
-        let d: Diagnostic = ActionGroupError::MalformedEvent("no apiPath".into()).into();
-        assert_eq!(d.error_type, "MalformedEvent");
-        assert!(d.error_message.contains("no apiPath"));
-    }
-}
+mod tests;

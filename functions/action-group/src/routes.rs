@@ -1,6 +1,8 @@
-//! The operations this action group offers, once, for both event forms: an OpenAPI path and
-//! method (the schema in `openapi/tickets.json`, whose `operationId`s are the function names) and
-//! a function name (function details).
+//! The operations this action group offers, defined once for every event form: an OpenAPI path
+//! and method (the schema in `openapi/tickets.json`, whose `operationId`s are the function names),
+//! a function name (function details) and a tool name (AgentCore Gateway, after the target
+//! prefix). Names, descriptions and parameters here are the source both schema files are
+//! generated from.
 
 use crate::events::ActionGroupEvent;
 
@@ -23,7 +25,59 @@ impl Action {
     }
 }
 
-/// One operation as both forms name it.
+/// Where an OpenAPI-form parameter travels (the function form and the gateway send all of them
+/// alike, by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    Path,
+    Query,
+}
+
+impl Location {
+    /// The OpenAPI `in` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Location::Path => "path",
+            Location::Query => "query",
+        }
+    }
+}
+
+/// The JSON type a parameter declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Integer,
+}
+
+impl Kind {
+    /// The JSON Schema `type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Integer => "integer",
+        }
+    }
+}
+
+/// One parameter of an operation, as every schema declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    pub name: &'static str,
+    pub location: Location,
+    pub kind: Kind,
+    pub required: bool,
+    /// What the model reads to fill it in.
+    pub description: &'static str,
+}
+
+const fn query(name: &'static str, kind: Kind, description: &'static str) -> Param {
+    Param { name, location: Location::Query, kind, required: false, description }
+}
+
+/// One operation, defined once: the OpenAPI document (`openapi/tickets.json`), the AgentCore
+/// Gateway tool schema (`tools/agentcore-tools.json`) and the routing of every event form all
+/// come from it (see [`crate::schemas`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     pub action: Action,
@@ -31,14 +85,23 @@ pub struct Route {
     pub method: &'static str,
     /// Path template of the OpenAPI form.
     pub path: &'static str,
-    /// Parameters the handler reads (path, query or function parameters).
-    pub parameters: &'static [&'static str],
+    /// The OpenAPI summary.
+    pub summary: &'static str,
+    /// What the model reads to choose the operation (OpenAPI and tool description).
+    pub description: &'static str,
+    /// Parameters the handler reads (path, query, function or tool arguments).
+    pub parameters: &'static [Param],
 }
 
 impl Route {
-    /// The function name of the function-details form.
+    /// The function name of the function-details form, the tool name of the gateway form.
     pub fn function(&self) -> &'static str {
         self.action.name()
+    }
+
+    /// A declared parameter by name.
+    pub fn parameter(&self, name: &str) -> Option<&'static Param> {
+        self.parameters.iter().find(|p| p.name == name)
     }
 }
 
@@ -48,16 +111,63 @@ pub const ROUTES: &[Route] = &[
         action: Action::SearchTickets,
         method: "GET",
         path: "/tickets/search",
-        parameters: &["query", "jql", "status", "limit"],
+        summary: "Search Jira tickets",
+        description: "Search Jira tickets by free text, by JQL, by status, or a combination. Returns the most recently updated matches first, each with key, summary, status, assignee, last update and a link. Use it when the user asks whether a ticket exists about something, or for tickets in a project or state.",
+        parameters: &[
+            query(
+                "query",
+                Kind::String,
+                "Words to look for in ticket summaries, descriptions and comments, e.g. 'VPN disconnect'.",
+            ),
+            query(
+                "jql",
+                Kind::String,
+                "A Jira Query Language filter, e.g. 'project = ITSUP AND priority = High'. Only when the user gives one or asks for a precise filter.",
+            ),
+            query(
+                "status",
+                Kind::String,
+                "Status filter: 'open' (not done), 'to do', 'in progress', 'done', 'any', or an exact status name.",
+            ),
+            query("limit", Kind::Integer, "How many tickets to return, 1 to 25. Default 10."),
+        ],
     },
-    Route { action: Action::GetTicket, method: "GET", path: "/tickets/{key}", parameters: &["key"] },
+    Route {
+        action: Action::GetTicket,
+        method: "GET",
+        path: "/tickets/{key}",
+        summary: "Get one Jira ticket",
+        description: "Get one Jira ticket by its key (like ITSUP-123): summary, status, assignee, last update and a link.",
+        parameters: &[Param {
+            name: "key",
+            location: Location::Path,
+            kind: Kind::String,
+            required: true,
+            description: "The ticket key, like ITSUP-123.",
+        }],
+    },
     Route {
         action: Action::MyUsage,
         method: "GET",
         path: "/usage/me",
-        parameters: &["period", "start_date", "end_date"],
+        summary: "The asking user's own usage",
+        description: "How much the user who is asking has spent (estimated USD) and how many tokens they used, today, this month, or over a period. It always answers for the person asking; it cannot look up anybody else.",
+        parameters: &[
+            query(
+                "period",
+                Kind::String,
+                "One of today, this_month, yesterday, last_7_days, last_30_days, last_month. Leave out for today and this month together.",
+            ),
+            query("start_date", Kind::String, "First day of a custom period, YYYY-MM-DD (UTC)."),
+            query("end_date", Kind::String, "Last day of a custom period, YYYY-MM-DD (UTC). Default today."),
+        ],
     },
 ];
+
+/// The route of a function (function-details form) or tool (gateway form, prefix stripped).
+pub fn find_function(name: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.function() == name.trim())
+}
 
 /// A matched operation and the path parameters a concrete path carried (Bedrock sends the
 /// template, e.g. `/tickets/{key}`, with `key` among the parameters; a concrete path such as
@@ -72,8 +182,7 @@ pub struct Matched {
 pub fn find(event: &ActionGroupEvent) -> Option<Matched> {
     match event {
         ActionGroupEvent::Function(e) => {
-            let route = ROUTES.iter().find(|r| r.function() == e.function.trim())?;
-            Some(Matched { route, path_parameters: Vec::new() })
+            find_function(&e.function).map(|route| Matched { route, path_parameters: Vec::new() })
         }
         ActionGroupEvent::Api(e) => {
             let method = e.http_method.trim();
@@ -139,6 +248,32 @@ mod tests {
         assert_eq!(find(&function("getTicket")).unwrap().route.action, Action::GetTicket);
         assert_eq!(find(&function("getMyUsage")).unwrap().route.action, Action::MyUsage);
         assert!(find(&function("deleteTicket")).is_none());
+    }
+
+    #[test]
+    fn functions_and_gateway_tools_find_the_same_routes() {
+        for route in ROUTES {
+            assert_eq!(find_function(route.function()), Some(route));
+            assert_eq!(find_function(&format!(" {} ", route.function())), Some(route));
+            assert_eq!(find(&function(route.function())).map(|m| m.route), Some(route));
+        }
+        assert_eq!(find_function("getticket"), None, "names are exact");
+        assert_eq!(find_function("TicketTools___getTicket"), None, "the gateway prefix is stripped before");
+    }
+
+    #[test]
+    fn parameters_are_declared_once_and_path_parameters_are_required() {
+        for route in ROUTES {
+            for (i, p) in route.parameters.iter().enumerate() {
+                assert!(route.parameters[i + 1..].iter().all(|q| q.name != p.name), "{}: {}", route.function(), p.name);
+                assert_eq!(route.parameter(p.name), Some(p));
+                if p.location == Location::Path {
+                    assert!(p.required && route.path.contains(&format!("{{{}}}", p.name)), "{}", p.name);
+                }
+                assert!(!p.description.is_empty());
+            }
+            assert!(!route.description.is_empty() && !route.summary.is_empty());
+        }
     }
 
     #[test]
