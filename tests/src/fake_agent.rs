@@ -33,6 +33,11 @@
 //! of the next frame; `stall_ms` is a long silence, then a cut. `delay_ms` pauses before an
 //! event's frame goes on the wire.
 //!
+//! The same server and port also serve the AgentCore data plane (InvokeHarness and
+//! InvokeAgentRuntime, scripted in events/harness and events/runtime) when started with
+//! [`FakeAgent::start_all`]: see [`crate::fake_agentcore`], which shares the script format, the
+//! loading and the pacing defined here.
+//!
 //! The server runs on its own thread and runtime so one instance outlives every test runtime
 //! of a test binary. Pauses and cuts happen on the wire: a listener wraps each connection and
 //! paces the bytes axum writes (the response itself is an ordinary complete body).
@@ -56,11 +61,16 @@ use axum::routing::post;
 use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use base64::Engine as _;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shared::domain::AgentBackend;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+
+use crate::fake_agentcore::AgentCore;
+pub use crate::fake_agentcore::RecordedAgentCoreInvoke;
 
 /// One InvokeAgent request the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,18 +120,30 @@ fn recorded_files(session_state: &Value) -> Vec<RecordedFile> {
 pub struct FakeAgent {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    agentcore: Arc<AgentCore>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl FakeAgent {
-    /// Loads the scripts of `script_dir` and starts serving on a free loopback port.
+    /// Loads the Classic scripts of `script_dir` and starts serving on a free loopback port
+    /// (AgentCore requests find no script).
     pub fn start(script_dir: &Path) -> io::Result<FakeAgent> {
-        let scripts = load_scripts(script_dir)?;
+        FakeAgent::serve(load_scripts(script_dir)?, AgentCore::default())
+    }
+
+    /// Loads the scripts of every backend under `events_dir` (`agent/`, `harness/`, `runtime/`)
+    /// and starts serving them on one free loopback port.
+    pub fn start_all(events_dir: &Path) -> io::Result<FakeAgent> {
+        let agentcore = AgentCore::load(&events_dir.join("harness"), &events_dir.join("runtime"))?;
+        FakeAgent::serve(load_scripts(&events_dir.join("agent"))?, agentcore)
+    }
+
+    fn serve(scripts: Vec<Script<ScriptEvent>>, agentcore: AgentCore) -> io::Result<FakeAgent> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let shared =
-            Arc::new(Shared { scripts, requests: Mutex::new(Vec::new()), attempts: Mutex::new(HashMap::new()) });
+        let shared = Arc::new(Shared { scripts: Scripts::new(scripts), requests: Mutex::new(Vec::new()) });
+        let agentcore = Arc::new(agentcore);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("fake-agent")
@@ -130,7 +152,8 @@ impl FakeAgent {
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = Router::new()
             .route("/agents/{agent_id}/agentAliases/{agent_alias_id}/sessions/{session_id}/text", post(invoke))
-            .with_state(shared.clone());
+            .with_state(shared.clone())
+            .merge(crate::fake_agentcore::router(agentcore.clone()));
         std::thread::Builder::new().name("fake-agent".into()).spawn(move || {
             runtime.block_on(async move {
                 let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -146,27 +169,53 @@ impl FakeAgent {
                 }
             });
         })?;
-        Ok(FakeAgent { addr, shared, shutdown: Some(shutdown) })
+        Ok(FakeAgent { addr, shared, agentcore, shutdown: Some(shutdown) })
     }
 
-    /// `http://127.0.0.1:PORT`, for the SDK's `endpoint_url`.
+    /// `http://127.0.0.1:PORT`, for the SDK's `endpoint_url` (the Classic and AgentCore clients alike).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// Every request received so far, in arrival order.
+    /// Every InvokeAgent request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedInvoke> {
         self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// The requests of one session, in arrival order.
+    /// The InvokeAgent requests of one session, in arrival order.
     pub fn requests_for(&self, session_id: &str) -> Vec<RecordedInvoke> {
         self.requests().into_iter().filter(|r| r.session_id == session_id).collect()
     }
 
-    /// The names of the loaded scripts, in matching order.
+    /// The names of the loaded Classic scripts, in matching order.
     pub fn script_names(&self) -> Vec<String> {
-        self.shared.scripts.iter().map(|s| s.name.clone()).collect()
+        self.shared.scripts.names()
+    }
+
+    /// Every InvokeHarness and InvokeAgentRuntime request received so far, in arrival order.
+    pub fn agentcore_requests(&self) -> Vec<RecordedAgentCoreInvoke> {
+        self.agentcore.requests()
+    }
+
+    /// The AgentCore requests (either operation) of one runtime session, in arrival order.
+    pub fn agentcore_requests_for(&self, session_id: &str) -> Vec<RecordedAgentCoreInvoke> {
+        self.agentcore_requests().into_iter().filter(|r| r.session_id == session_id).collect()
+    }
+
+    /// The InvokeHarness requests received so far.
+    pub fn harness_requests(&self) -> Vec<RecordedAgentCoreInvoke> {
+        self.agentcore_requests().into_iter().filter(|r| r.backend == AgentBackend::Harness).collect()
+    }
+
+    /// The InvokeAgentRuntime requests received so far.
+    pub fn runtime_requests(&self) -> Vec<RecordedAgentCoreInvoke> {
+        self.agentcore_requests().into_iter().filter(|r| r.backend == AgentBackend::Runtime).collect()
+    }
+
+    /// The names of the loaded scripts of an AgentCore backend, in matching order (Classic: see
+    /// [`FakeAgent::script_names`]).
+    pub fn agentcore_script_names(&self, backend: AgentBackend) -> Vec<String> {
+        self.agentcore.script_names(backend)
     }
 }
 
@@ -181,10 +230,11 @@ impl Drop for FakeAgent {
 // ---------------------------------------------------------------------------------------------
 // Scripts
 
+/// One script file, of any backend: `E` is the backend's event.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Script {
-    name: String,
+#[serde(deny_unknown_fields, bound(deserialize = "E: Deserialize<'de>"))]
+pub(crate) struct Script<E> {
+    pub(crate) name: String,
     /// For the humans reading the script.
     #[serde(default)]
     #[allow(dead_code)]
@@ -193,25 +243,32 @@ struct Script {
     matches: Option<String>,
     #[serde(default)]
     default: bool,
-    attempts: Vec<Attempt>,
+    attempts: Vec<Attempt<E>>,
 }
 
+/// One invocation's answer: an HTTP error before the stream, or the stream's events.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Attempt {
+#[serde(deny_unknown_fields, bound(deserialize = "E: Deserialize<'de>"))]
+pub(crate) struct Attempt<E> {
     #[serde(default)]
-    error: Option<HttpError>,
+    pub(crate) error: Option<HttpError>,
     #[serde(default)]
-    events: Option<Vec<ScriptEvent>>,
+    pub(crate) events: Option<Vec<E>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HttpError {
-    status: u16,
+pub(crate) struct HttpError {
+    pub(crate) status: u16,
     #[serde(rename = "type")]
-    error_type: String,
-    message: String,
+    pub(crate) error_type: String,
+    pub(crate) message: String,
+}
+
+/// A script event of some backend, checked when its script is loaded.
+pub(crate) trait ScriptedEvent: DeserializeOwned {
+    /// Why the event is malformed (e.g. not exactly one kind), if it is.
+    fn check(&self) -> Result<(), String>;
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,11 +309,35 @@ struct ExceptionEvent {
     message: String,
 }
 
+impl ScriptedEvent for ScriptEvent {
+    fn check(&self) -> Result<(), String> {
+        let set = [
+            self.chunk.is_some(),
+            self.trace.is_some(),
+            self.exception.is_some(),
+            self.files.is_some(),
+            self.return_control.is_some(),
+            self.cut == Some(true),
+            self.stall_ms.is_some(),
+        ];
+        exactly_one(&set, "chunk, trace, exception, files, returnControl, cut, stall_ms")
+    }
+}
+
+/// `Ok` when exactly one of `set` holds, else the message naming `kinds`.
+pub(crate) fn exactly_one(set: &[bool], kinds: &str) -> Result<(), String> {
+    match set.iter().filter(|s| **s).count() {
+        1 => Ok(()),
+        _ => Err(format!("each event needs exactly one of {kinds}")),
+    }
+}
+
 fn invalid(path: &Path, why: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()))
 }
 
-fn load_scripts(dir: &Path) -> io::Result<Vec<Script>> {
+/// The scripts of one directory, in file-name order, each checked.
+pub(crate) fn load_scripts<E: ScriptedEvent>(dir: &Path) -> io::Result<Vec<Script<E>>> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -264,7 +345,7 @@ fn load_scripts(dir: &Path) -> io::Result<Vec<Script>> {
     paths.sort();
     let mut scripts = Vec::new();
     for path in paths {
-        let script: Script = serde_json::from_slice(&std::fs::read(&path)?).map_err(|e| invalid(&path, e))?;
+        let script: Script<E> = serde_json::from_slice(&std::fs::read(&path)?).map_err(|e| invalid(&path, e))?;
         if script.attempts.is_empty() {
             return Err(invalid(&path, "no attempts"));
         }
@@ -273,21 +354,7 @@ fn load_scripts(dir: &Path) -> io::Result<Vec<Script>> {
                 (Some(_), None) => {}
                 (None, Some(events)) => {
                     for event in events {
-                        let set = [
-                            event.chunk.is_some(),
-                            event.trace.is_some(),
-                            event.exception.is_some(),
-                            event.files.is_some(),
-                            event.return_control.is_some(),
-                            event.cut == Some(true),
-                            event.stall_ms.is_some(),
-                        ];
-                        if set.iter().filter(|s| **s).count() != 1 {
-                            return Err(invalid(
-                                &path,
-                                "each event needs exactly one of chunk, trace, exception, files, returnControl, cut, stall_ms",
-                            ));
-                        }
+                        event.check().map_err(|e| invalid(&path, e))?;
                     }
                 }
                 _ => return Err(invalid(&path, "an attempt is either {\"error\"} or {\"events\"}")),
@@ -301,24 +368,67 @@ fn load_scripts(dir: &Path) -> io::Result<Vec<Script>> {
     Ok(scripts)
 }
 
-// ---------------------------------------------------------------------------------------------
-// The handler
-
-struct Shared {
-    scripts: Vec<Script>,
-    requests: Mutex<Vec<RecordedInvoke>>,
-    /// Invocations seen per session id.
+/// Loaded scripts and the invocations seen per session id.
+pub(crate) struct Scripts<E> {
+    scripts: Vec<Script<E>>,
     attempts: Mutex<HashMap<String, usize>>,
 }
 
-impl Shared {
-    fn script_for(&self, input: &str) -> Option<&Script> {
+impl<E> Default for Scripts<E> {
+    fn default() -> Self {
+        Scripts::new(Vec::new())
+    }
+}
+
+impl<E> Scripts<E> {
+    pub(crate) fn new(scripts: Vec<Script<E>>) -> Self {
+        Scripts { scripts, attempts: Mutex::new(HashMap::new()) }
+    }
+
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.scripts.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// The first script whose `match` occurs in `input` (ignoring case), else the default one.
+    fn script_for(&self, input: &str) -> Option<&Script<E>> {
         let input = input.to_lowercase();
         self.scripts
             .iter()
             .find(|s| s.matches.as_ref().is_some_and(|m| !m.is_empty() && input.contains(&m.to_lowercase())))
             .or_else(|| self.scripts.iter().find(|s| s.default))
     }
+
+    /// Counts one invocation of `session_id` and picks its answer: the script matching `input`,
+    /// its attempt for this invocation (the last one repeats). An error response when none fits.
+    pub(crate) fn answer(&self, session_id: &str, input: &str) -> Result<(&Script<E>, &Attempt<E>), Box<Response>> {
+        let n = match self.attempts.lock() {
+            Ok(mut a) => {
+                let n = a.entry(session_id.to_owned()).or_insert(0);
+                *n += 1;
+                *n - 1
+            }
+            Err(_) => 0,
+        };
+        let Some(script) = self.script_for(input) else {
+            return Err(Box::new(error_response(
+                400,
+                "ValidationException",
+                "no script matches this input and none is the default",
+            )));
+        };
+        match script.attempts.get(n).or(script.attempts.last()) {
+            Some(attempt) => Ok((script, attempt)),
+            None => Err(Box::new(error_response(500, "InternalServerException", "script without attempts"))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The handler
+
+struct Shared {
+    scripts: Scripts<ScriptEvent>,
+    requests: Mutex<Vec<RecordedInvoke>>,
 }
 
 async fn invoke(
@@ -348,19 +458,9 @@ async fn invoke(
     if let Ok(mut r) = shared.requests.lock() {
         r.push(recorded);
     }
-    let n = match shared.attempts.lock() {
-        Ok(mut a) => {
-            let n = a.entry(session_id.clone()).or_insert(0);
-            *n += 1;
-            *n - 1
-        }
-        Err(_) => 0,
-    };
-    let Some(script) = shared.script_for(&input_text) else {
-        return error_response(400, "ValidationException", "no script matches this input and none is the default");
-    };
-    let Some(attempt) = script.attempts.get(n).or(script.attempts.last()) else {
-        return error_response(500, "InternalServerException", "script without attempts");
+    let (script, attempt) = match shared.scripts.answer(&session_id, &input_text) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     if let Some(err) = &attempt.error {
         return error_response(err.status, &err.error_type, &err.message);
@@ -370,20 +470,27 @@ async fn invoke(
         Ok(rendered) => rendered,
         Err(e) => return error_response(500, "InternalServerException", &format!("script {}: {e}", script.name)),
     };
-    wire.arm(plan);
-    let mut response = Response::new(Body::from(body));
+    let mut response = paced_response(&wire, body, plan, "application/vnd.amazon.eventstream");
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.amazon.eventstream"));
     headers.insert("x-amzn-bedrock-agent-content-type", HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_str(&session_id) {
         headers.insert("x-amz-bedrock-agent-session-id", v);
     }
+    response
+}
+
+/// A 200 answer whose `body` goes out on the wire as `plan` says.
+pub(crate) fn paced_response(wire: &Wire, body: Vec<u8>, plan: WirePlan, content_type: &'static str) -> Response {
+    wire.arm(plan);
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert("x-amzn-requestid", request_id());
     response
 }
 
 /// An HTTP error the SDK parses like Bedrock's: the type in x-amzn-errortype, a JSON message.
-fn error_response(status: u16, error_type: &str, message: &str) -> Response {
+pub(crate) fn error_response(status: u16, error_type: &str, message: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, axum::Json(json!({ "message": message }))).into_response();
     let headers = response.headers_mut();
@@ -409,21 +516,10 @@ struct Ids<'a> {
 
 /// The response body (frames, plus the tail a cut withholds) and how to pace it on the wire.
 fn render(events: &[ScriptEvent], ids: &Ids<'_>) -> Result<(Vec<u8>, WirePlan), String> {
-    let mut body = Vec::new();
-    let mut plan = WirePlan::default();
+    let mut body = PacedBody::default();
     for event in events {
-        if event.delay_ms > 0 {
-            plan.pauses.push_back((body.len(), Duration::from_millis(event.delay_ms)));
-        }
-        if let Some(stall) = event.stall_ms {
-            plan.pauses.push_back((body.len(), Duration::from_millis(stall)));
-        }
-        if event.cut == Some(true) || event.stall_ms.is_some() {
-            // Declare a frame that never fully arrives: the client sees the body end early.
-            let cut_at = body.len();
-            let filler = frame("event", "chunk", json!({ "bytes": "" }).to_string())?;
-            plan.cut_at = Some(cut_at + filler.len() / 2);
-            body.extend_from_slice(&filler);
+        let filler = || frame("event", "chunk", json!({ "bytes": "" }).to_string());
+        if body.control(event.delay_ms, event.cut, event.stall_ms, filler)? {
             break;
         }
         let encoded = if let Some(chunk) = &event.chunk {
@@ -451,13 +547,12 @@ fn render(events: &[ScriptEvent], ids: &Ids<'_>) -> Result<(Vec<u8>, WirePlan), 
         } else {
             return Err("empty event".into());
         };
-        body.extend_from_slice(&encoded);
+        body.push(&encoded);
     }
-    plan.body_len = body.len();
-    Ok((body, plan))
+    Ok(body.finish())
 }
 
-fn frame(message_type: &str, kind: &str, payload: String) -> Result<Vec<u8>, String> {
+pub(crate) fn frame(message_type: &str, kind: &str, payload: String) -> Result<Vec<u8>, String> {
     shared::aws::agent::wire::frame(message_type, kind, &payload)
 }
 
@@ -467,15 +562,62 @@ fn frame(message_type: &str, kind: &str, payload: String) -> Result<Vec<u8>, Str
 /// How the next response body on a connection goes out: pauses at body offsets, an optional
 /// cut (the connection drops once that many body bytes went out).
 #[derive(Debug, Default)]
-struct WirePlan {
-    pauses: VecDeque<(usize, Duration)>,
-    cut_at: Option<usize>,
+pub(crate) struct WirePlan {
+    pub(crate) pauses: VecDeque<(usize, Duration)>,
+    pub(crate) cut_at: Option<usize>,
     body_len: usize,
+}
+
+/// A response body being written with its wire plan: pauses before events, and a cut.
+#[derive(Debug, Default)]
+pub(crate) struct PacedBody {
+    body: Vec<u8>,
+    plan: WirePlan,
+}
+
+impl PacedBody {
+    /// Applies an event's pacing: `delay_ms` before it; a `stall_ms` silence then a cut, or a
+    /// `cut`, each withholding half of `filler` (bytes declared but never fully sent). True
+    /// when the stream ends here.
+    pub(crate) fn control(
+        &mut self,
+        delay_ms: u64,
+        cut: Option<bool>,
+        stall_ms: Option<u64>,
+        filler: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<bool, String> {
+        self.pause(delay_ms);
+        if let Some(stall) = stall_ms {
+            self.pause(stall);
+        }
+        if cut == Some(true) || stall_ms.is_some() {
+            let filler = filler()?;
+            self.plan.cut_at = Some(self.body.len() + filler.len() / 2);
+            self.body.extend_from_slice(&filler);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn pause(&mut self, ms: u64) {
+        if ms > 0 {
+            self.plan.pauses.push_back((self.body.len(), Duration::from_millis(ms)));
+        }
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.body.extend_from_slice(bytes);
+    }
+
+    pub(crate) fn finish(mut self) -> (Vec<u8>, WirePlan) {
+        self.plan.body_len = self.body.len();
+        (self.body, self.plan)
+    }
 }
 
 /// A connection's plan slot, reachable from handlers as connect info.
 #[derive(Debug, Clone, Default)]
-struct Wire(Arc<Mutex<Option<WirePlan>>>);
+pub(crate) struct Wire(Arc<Mutex<Option<WirePlan>>>);
 
 impl Wire {
     fn arm(&self, plan: WirePlan) {

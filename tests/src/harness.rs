@@ -4,10 +4,11 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_config::SdkConfig;
+use shared::domain::AgentBackend;
 use shared::slack::files::FileHosts;
 use shared::telemetry::Metrics;
 use slack_gateway::ingress::{Ingress, IngressConfig};
-use slack_gateway::worker::{Worker, WorkerConfig, WorkerSettings};
+use slack_gateway::worker::{AgentTarget, Worker, WorkerConfig, WorkerSettings};
 
 use crate::fake_agent::FakeAgent;
 use crate::fake_slack::FakeSlack;
@@ -17,6 +18,25 @@ use crate::resources::GatewayResources;
 /// Agent ids the tests configure.
 pub const AGENT_ID: &str = "AGENT12345";
 pub const AGENT_ALIAS_ID: &str = "ALIAS12345";
+/// The AgentCore harness the harness backend invokes (scripts: events/harness).
+pub const HARNESS_ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:111122223333:harness/support-a1b2";
+/// The AgentCore Runtime agent the runtime backend invokes (scripts: events/runtime).
+pub const RUNTIME_ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:111122223333:runtime/support_agent-a1b2c3d4e5";
+/// The endpoint of both AgentCore targets.
+pub const AGENTCORE_QUALIFIER: &str = "DEFAULT";
+/// The model the AgentCore targets' usage is attributed to when an event names none (priced in
+/// the embedded price table).
+pub const AGENTCORE_MODEL_ID: &str = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+
+/// The worker's agent target for `backend`, against the scripted agent.
+pub fn agent_target(backend: AgentBackend) -> AgentTarget {
+    let (qualifier, model_id) = (Some(AGENTCORE_QUALIFIER.to_owned()), Some(AGENTCORE_MODEL_ID.to_owned()));
+    match backend {
+        AgentBackend::Classic => AgentTarget::Classic,
+        AgentBackend::Harness => AgentTarget::Harness { arn: HARNESS_ARN.into(), qualifier, model_id },
+        AgentBackend::Runtime => AgentTarget::Runtime { arn: RUNTIME_ARN.into(), qualifier, model_id },
+    }
+}
 
 /// Emulators shared by every test of one binary.
 pub struct Emulators {
@@ -27,12 +47,13 @@ pub struct Emulators {
 
 static EMULATORS: OnceLock<Emulators> = OnceLock::new();
 
-/// Starts the emulators on first use (moto, fake Slack, scripted agent) and returns them.
+/// Starts the emulators on first use (moto, fake Slack, the scripted agent of every backend:
+/// events/agent, events/harness, events/runtime on one endpoint) and returns them.
 pub fn emulators() -> &'static Emulators {
     EMULATORS.get_or_init(|| {
         let moto = Moto::start().unwrap_or_else(|e| panic!("starting moto: {e}"));
         let slack = FakeSlack::start().unwrap_or_else(|e| panic!("starting the fake Slack: {e}"));
-        let agent = FakeAgent::start(&workspace_root().join("events/agent"))
+        let agent = FakeAgent::start_all(&workspace_root().join("events"))
             .unwrap_or_else(|e| panic!("starting the fake agent: {e}"));
         Emulators { moto, slack, agent }
     })
@@ -49,8 +70,16 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Creates resources named after `prefix` and builds both handlers.
+    /// Creates resources named after `prefix` and builds both handlers, the worker invoking the
+    /// Classic agent.
     pub async fn new(prefix: &str) -> Gateway {
+        Gateway::with_backend(prefix, AgentBackend::Classic).await
+    }
+
+    /// As [`Gateway::new`], the worker invoking the scripted agent of `backend` (Classic: the
+    /// Bedrock agent AGENT_ID; AgentCore: [`HARNESS_ARN`] or [`RUNTIME_ARN`] at
+    /// [`AGENTCORE_QUALIFIER`], usage attributed to [`AGENTCORE_MODEL_ID`]).
+    pub async fn with_backend(prefix: &str, backend: AgentBackend) -> Gateway {
         let emu = emulators();
         let sdk = emu.moto.sdk_config();
         let resources =
@@ -79,7 +108,7 @@ impl Gateway {
             usage_table: resources.usage_table.clone(),
             agent_id: AGENT_ID.into(),
             agent_alias_id: AGENT_ALIAS_ID.into(),
-            agent: slack_gateway::worker::AgentTarget::Classic,
+            agent: agent_target(backend),
             metrics_namespace: "BedrockUsage".into(),
             settings,
             feedback_stream_name: Some(resources.feedback_stream.clone()),

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod binary_sources;
 pub mod costs;
 pub mod fake_agent;
+pub mod fake_agentcore;
 pub mod fake_cloudwatch;
 pub mod fake_jira;
 pub mod fake_slack;
