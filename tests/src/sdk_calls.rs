@@ -68,13 +68,27 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
 #[derive(Debug, Clone, Default)]
 pub struct SdkOperations(pub BTreeMap<String, BTreeMap<String, String>>);
 
+/// The host's target triple, as rustc reports it.
+fn host_triple() -> Result<String, String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc).arg("-vV").output().map_err(|e| format!("rustc -vV: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|h| h.trim().to_owned())
+        .ok_or_else(|| "rustc -vV printed no host".to_owned())
+}
+
 impl SdkOperations {
     /// Reads every `aws-sdk-*` crate of the workspace's dependency graph (`cargo metadata`):
     /// `src/operation/<method>.rs` declares `Metadata::new("<Operation>", ..)`.
     pub fn load() -> Result<SdkOperations, String> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // Only this platform's packages: a fresh machine has downloaded no others, and offline
+        // metadata of the whole graph would ask for them (android_system_properties...).
+        let host = host_triple()?;
         let out = std::process::Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--offline"])
+            .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &host])
             .current_dir(workspace_root())
             .output()
             .map_err(|e| format!("cargo metadata: {e}"))?;
