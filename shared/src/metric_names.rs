@@ -213,6 +213,13 @@ pub const METRICS: &[MetricSpec] = &[
         meaning: "tokens of models missing from the price table",
     },
     MetricSpec {
+        name: "UnreportedUsage",
+        unit: "Count",
+        via: Via::Emf,
+        emissions: &[e(TL, &["AgentId"]), e(TL, &[])],
+        meaning: "turns whose agent worked but reported no token usage (an AgentCore Runtime agent's stream without usage events): their cost is unknown",
+    },
+    MetricSpec {
         name: "LoggingLatency",
         unit: "Milliseconds",
         via: Via::Emf,

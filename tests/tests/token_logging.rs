@@ -233,6 +233,55 @@ async fn a_batch_is_priced_into_the_ledger_and_the_rollups_budgets_read() {
     assert_eq!(day_items.len(), 6, "six models that day (one unpriced)");
 }
 
+/// AgentCore turns share the ledger with Classic ones: the backend is on every ledger item; a
+/// harness turn is priced as its model; a runtime turn whose agent reported no usage has an
+/// unknown cost (null, never 0), is counted in UnreportedUsage per agent, and only once however
+/// often it is redelivered.
+#[tokio::test]
+async fn agentcore_turns_carry_their_backend_and_unreported_usage_is_counted_not_priced() {
+    use shared::domain::AgentBackend;
+    let l = Logging::new("tl-backends").await;
+    let mut records = generate(3, 2, 7);
+    records[0].agent_backend = AgentBackend::Harness;
+    records[0].agent_id = "support-a1b2".into();
+    records[0].calls = vec![ModelCall {
+        model_id: "us.anthropic.claude-haiku-4-5-20251001-v1:0".into(),
+        input_tokens: 1000,
+        output_tokens: 100,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        latency_ms: 900,
+        step: "orchestration".into(),
+    }];
+    records[1].agent_backend = AgentBackend::Runtime;
+    records[1].agent_id = "support_agent-a1b2c3d4e5".into();
+    records[1].calls = Vec::new();
+    records[1].tokens_unreported = true;
+    let (resp, summary) = l.handle(event_of(&records, "be")).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    assert_eq!(summary.written, 3);
+
+    let turn = |r: &UsageRecord| format!("TURN#{}", r.record_id);
+    let harness = l.get(&turn(&records[0]), "TURN").await.expect("harness turn");
+    assert_eq!(s(&harness, "agent_backend"), "harness");
+    assert_eq!(harness.get("tokens_unreported"), Some(&AttributeValue::Bool(false)));
+    let price = PriceTable::embedded().cost(&records[0].calls[0]).expect("haiku 4.5 is priced");
+    assert_eq!(usd(&harness, "cost_usd"), Some(Usd::from_f64(price)), "priced as the harness's model");
+    let runtime = l.get(&turn(&records[1]), "TURN").await.expect("runtime turn");
+    assert_eq!(s(&runtime, "agent_backend"), "runtime");
+    assert_eq!(runtime.get("tokens_unreported"), Some(&AttributeValue::Bool(true)));
+    assert!(matches!(runtime.get("cost_usd"), Some(AttributeValue::Null(true))), "unknown, not zero: {runtime:?}");
+    let classic = l.get(&turn(&records[2]), "TURN").await.expect("classic turn");
+    assert_eq!(s(&classic, "agent_backend"), "classic");
+
+    assert_eq!(l.metric_sum("UnreportedUsage", Some(("AgentId", "support_agent-a1b2c3d4e5"))), 1.0);
+    assert_eq!(l.metric_sum("UnreportedUsage", Some(("AgentId", "support-a1b2"))), 0.0);
+    // Redelivered: already logged, not counted again.
+    let (_, again) = l.handle(event_of(&records, "be-again")).await;
+    assert_eq!(again.already_logged, 3);
+    assert_eq!(l.metric_sum("UnreportedUsage", Some(("AgentId", "support_agent-a1b2c3d4e5"))), 1.0);
+}
+
 #[tokio::test]
 async fn redelivered_batches_and_duplicates_in_a_batch_count_once() {
     let l = Logging::new("tl-redeliver").await;

@@ -156,9 +156,14 @@ impl TokenLogger {
         // Per agent and model: tokens and cost of turns written now (not of those already logged).
         let mut by_model: BTreeMap<(&str, &str), (u64, u64, Usd, bool)> = BTreeMap::new();
         let mut unpriced: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut unreported: BTreeMap<&str, u64> = BTreeMap::new();
         for (turn, outcome) in &report.outcomes {
             if *outcome != TurnOutcome::Written {
                 continue;
+            }
+            if turn.record.tokens_unreported {
+                // The agent worked but said nothing of its tokens: what it cost is unknown.
+                *unreported.entry(&turn.record.agent_id).or_default() += 1;
             }
             let latency_ms = (now - turn.at).num_milliseconds().max(0);
             self.metrics.record(&[]).put("LoggingLatency", latency_ms as f64, Unit::Milliseconds).emit();
@@ -196,6 +201,9 @@ impl TokenLogger {
         if total_unpriced > 0 {
             // Without dimensions too, so that one alarm covers every unpriced model.
             self.metrics.count("UnpricedTokens", total_unpriced as f64, &[]);
+        }
+        for (agent, turns) in unreported {
+            self.metrics.count_with_total("UnreportedUsage", turns as f64, &[("AgentId", agent)]);
         }
         let duplicates = summary.already_logged + summary.duplicates_in_batch;
         if duplicates > 0 {

@@ -58,7 +58,8 @@ pub fn price_turn(record: UsageRecord, at: DateTime<Utc>, prices: &PriceTable) -
     let priced_cost: Usd = calls.iter().filter_map(|c| c.cost).sum();
     let unpriced_tokens =
         record.calls.iter().zip(&calls).filter(|(_, priced)| priced.cost.is_none()).map(|(c, _)| call_tokens(c)).sum();
-    let all_priced = calls.iter().all(|c| c.cost.is_some());
+    // A turn whose agent reported no usage has an unknown cost, not a cost of zero.
+    let all_priced = calls.iter().all(|c| c.cost.is_some()) && !record.tokens_unreported;
     LedgerTurn {
         record,
         at,

@@ -216,6 +216,8 @@ pub fn ledger_item(turn: &LedgerTurn) -> HashMap<String, AttributeValue> {
         ("thread_id".to_string(), s(&r.thread_id)),
         ("agent_id".to_string(), s(&r.agent_id)),
         ("agent_alias_id".to_string(), s(&r.agent_alias_id)),
+        ("agent_backend".to_string(), s(r.agent_backend.as_str())),
+        ("tokens_unreported".to_string(), AttributeValue::Bool(r.tokens_unreported)),
         ("calls".to_string(), AttributeValue::L(calls)),
         ("input_tokens".to_string(), n(sum(|c| c.input_tokens))),
         ("output_tokens".to_string(), n(sum(|c| c.output_tokens))),

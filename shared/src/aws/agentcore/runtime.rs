@@ -141,24 +141,28 @@ impl AgentCoreRuntime {
             sink(&text);
             spent.report(collector.spent());
         }
-        if let Some(error) = collector.error() {
+        Self::outcome(collector)
+    }
+
+    /// The turn, or why it failed: the agent's own error event, or a stream that never said it
+    /// was done. Either way the usage already reported is kept.
+    fn outcome(collector: RuntimeCollector) -> Result<AgentTurn, AgentError> {
+        let mut e = if let Some(error) = collector.error() {
             // The agent's own message is not shown to users or logged whole: it may carry data.
             tracing::warn!(chars = error.len(), "the runtime agent reported an error");
-            let mut e = AgentError::new(
+            AgentError::new(
                 AgentErrorKind::Rejected,
                 AGENT_RUNTIME_ERROR,
                 "the agent reported an error",
                 collector.spent(),
-            );
-            e.usage_unreported = collector.usage_unreported();
-            return Err(e);
-        }
-        if !collector.is_complete() {
-            let mut e = incomplete("InvokeAgentRuntime", collector.spent());
-            e.usage_unreported = collector.usage_unreported();
-            return Err(e);
-        }
-        Ok(collector.finish())
+            )
+        } else if !collector.is_complete() {
+            incomplete("InvokeAgentRuntime", collector.spent())
+        } else {
+            return Ok(collector.finish());
+        };
+        e.usage_unreported = collector.usage_unreported();
+        Err(e)
     }
 
     /// The body broke off mid-way: keep what was reported.
