@@ -739,6 +739,65 @@ async fn the_openapi_schema_and_the_handler_agree() {
     assert_eq!(declared, functions, "template FunctionSchema");
 }
 
+/// The gateway the stack creates for its harness (CreateHarness=true) offers exactly the tools of
+/// tools/agentcore-tools.json: its target's inline tool schema is the same document, in
+/// CloudFormation's spelling.
+#[test]
+fn the_created_gateway_target_inlines_the_generated_tool_schemas() {
+    // CloudFormation's PascalCase keys to the API's camelCase; parameter names are kept as they are.
+    fn api_spelling(v: &Value, parameter_names: bool) -> Value {
+        match v {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(_, v)| v.as_array().is_none_or(|a| !a.is_empty()))
+                    .map(|(k, v)| {
+                        let key = if parameter_names {
+                            k.clone()
+                        } else {
+                            let mut c = k.chars();
+                            c.next().map(|f| f.to_ascii_lowercase().to_string() + c.as_str()).unwrap_or_default()
+                        };
+                        (key, api_spelling(v, !parameter_names && k == "Properties"))
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(|i| api_spelling(i, false)).collect()),
+            other => other.clone(),
+        }
+    }
+    fn without_empty_lists(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(_, v)| v.as_array().is_none_or(|a| !a.is_empty()))
+                    .map(|(k, v)| (k.clone(), without_empty_lists(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(without_empty_lists).collect()),
+            other => other.clone(),
+        }
+    }
+    let template = tests::template::Template::load(&workspace_root().join("template.yaml")).expect("template");
+    let targets = template.resources_of_type("AWS::BedrockAgentCore::GatewayTarget");
+    assert_eq!(targets.len(), 1, "one gateway target: the action-group Lambda");
+    let target: Value = serde_json::to_value(targets[0].1).expect("target as JSON");
+    let lambda = &target["Properties"]["TargetConfiguration"]["Mcp"]["Lambda"];
+    assert_eq!(
+        template.resolve(&targets[0].1["Properties"]["TargetConfiguration"]["Mcp"]["Lambda"]["LambdaArn"]),
+        Ok("<ActionGroupFunction.Arn>".to_string()),
+        "the target is the action-group Lambda"
+    );
+    let inline = api_spelling(&lambda["ToolSchema"]["InlinePayload"], false);
+    assert_eq!(
+        inline,
+        without_empty_lists(&action_group::gateway_tools()),
+        "template ToolSchema vs the generated tools"
+    );
+    // And the committed file is that same document.
+    let committed: Value = serde_json::from_str(action_group::GATEWAY_TOOLS).expect("agentcore-tools.json");
+    assert_eq!(committed, action_group::gateway_tools());
+}
+
 /// Calls that fail in every way, then the logs and the responses are searched for the token, the
 /// Basic credentials, and the Authorization header.
 #[tokio::test]

@@ -38,6 +38,13 @@ const NOT_EMULATED: &[(&str, &str)] = &[
     ("AWS::Glue::Table", "no CloudFormation model in moto; columns are checked against the event type"),
     ("AWS::Bedrock::Agent", "Bedrock is not emulated (created only when CreateAgent=true)"),
     ("AWS::Bedrock::AgentAlias", "Bedrock is not emulated (created only when CreateAgent=true)"),
+    ("AWS::BedrockAgentCore::Harness", "AgentCore is not emulated (created only when CreateHarness=true)"),
+    ("AWS::BedrockAgentCore::HarnessEndpoint", "AgentCore is not emulated (created only when CreateHarness=true)"),
+    ("AWS::BedrockAgentCore::Gateway", "AgentCore is not emulated (created only when CreateHarness=true)"),
+    (
+        "AWS::BedrockAgentCore::GatewayTarget",
+        "AgentCore is not emulated; its tool schemas are checked in action_group.rs",
+    ),
     ("AWS::Lambda::Url", "no CloudFormation model in moto; its target and auth type are checked below"),
     ("AWS::Athena::WorkGroup", "no CloudFormation model in moto"),
     ("AWS::Athena::NamedQuery", "no CloudFormation model in moto; every named query runs in the SQL tests"),
@@ -239,7 +246,13 @@ async fn the_template_deploys_and_every_function_gets_the_env_its_code_reads() {
     assert!(doc["physical"].get("AlarmTopicKey").is_none(), "essential creates no KMS key: {}", doc["physical"]);
     assert!(doc["physical"].get("AlarmTopic").is_some(), "the alarm topic exists at every level");
     assert!(doc["outputs"].get("BotHealthDashboardUrl").is_none());
-    let full = Deployed::deploy_stack(&moto, "full", &[("MonitoringLevel", "full")]);
+    // The full stack also creates an AgentCore harness and answers through it (AgentBackend
+    // harness, HarnessArn empty): the worker is pointed at the created harness's live endpoint.
+    let full = Deployed::deploy_stack(
+        &moto,
+        "full",
+        &[("MonitoringLevel", "full"), ("AgentBackend", "harness"), ("CreateHarness", "true")],
+    );
     assert_eq!(full.doc["status"], "CREATE_COMPLETE", "full: {} {:?}", full.doc["reason"], full.doc["failures"]);
     assert_eq!(full.doc["failures"].as_array().map(Vec::len), Some(0), "full: {}", full.doc["failures"]);
     for (logical, ty) in full.doc["skipped"].as_object().expect("skipped") {
@@ -249,6 +262,41 @@ async fn the_template_deploys_and_every_function_gets_the_env_its_code_reads() {
     assert_eq!(metrics_level(&full), BTreeSet::from(["full".to_string()]));
     assert_eq!(full.doc["physical"]["AlarmTopicKey"]["type"], "AWS::KMS::Key", "full encrypts the alarm topic");
     assert!(full.doc["outputs"].get("BotHealthDashboardUrl").is_some());
+
+    let worker = &full.functions()["SlackWorkerFunction"]["env"];
+    assert_eq!(worker["AGENT_BACKEND"], "harness");
+    assert_eq!(
+        worker["HARNESS_ARN"], "EMULATOR-SKIPPED:AgentCoreHarness.Arn",
+        "the worker invokes the created harness"
+    );
+    assert_eq!(worker["HARNESS_QUALIFIER"], "live", "through the endpoint the stack created");
+    assert_eq!(worker["HARNESS_QUALIFIER"], full.doc["skipped_properties"]["AgentCoreHarnessEndpoint"]["EndpointName"]);
+    // The harness's tokens are priced as the model it was created with.
+    let harness = &full.doc["skipped_properties"]["AgentCoreHarness"];
+    assert_eq!(harness["Model"]["BedrockModelConfig"]["ModelId"], serde_json::json!({"Ref": "HarnessFoundationModel"}));
+    let template = tests::template::Template::load(&workspace_root().join("template.yaml")).expect("template");
+    let model = template.parameter_default("HarnessFoundationModel").expect("HarnessFoundationModel default");
+    assert_eq!(worker["HARNESS_MODEL_ID"].as_str(), Some(model.as_str()));
+    assert!(
+        shared::pricing::PriceTable::embedded().price(&model).is_some(),
+        "the default harness model {model} is in the price table"
+    );
+    assert!(worker.get("AGENT_ID").is_none() && worker.get("AGENT_RUNTIME_ARN").is_none(), "{worker}");
+    for (logical, ty) in [
+        ("AgentCoreHarness", "AWS::BedrockAgentCore::Harness"),
+        ("AgentCoreHarnessEndpoint", "AWS::BedrockAgentCore::HarnessEndpoint"),
+        ("ToolsGateway", "AWS::BedrockAgentCore::Gateway"),
+        ("ToolsGatewayTarget", "AWS::BedrockAgentCore::GatewayTarget"),
+    ] {
+        assert_eq!(full.skipped_type(logical), Some(ty), "{logical}");
+    }
+    // What the emulator can create of it: the two roles.
+    for role in ["AgentCoreHarnessRole", "ToolsGatewayRole"] {
+        assert_eq!(full.doc["physical"][role]["type"], "AWS::IAM::Role", "{role}: {}", full.doc["physical"]);
+    }
+    let target = &full.doc["skipped_properties"]["ToolsGatewayTarget"]["TargetConfiguration"]["Mcp"]["Lambda"];
+    assert_eq!(target["LambdaArn"], serde_json::json!({"Fn::GetAtt": ["ActionGroupFunction", "Arn"]}), "{target}");
+    assert!(doc["physical"].get("AgentCoreHarnessRole").is_none(), "the default stack creates no harness");
 }
 
 #[test]
