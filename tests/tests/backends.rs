@@ -69,6 +69,15 @@ fn session(backend: AgentBackend, channel: &str) -> String {
 fn sent(backend: AgentBackend, channel: &str) -> Vec<Sent> {
     let session_id = session(backend, channel);
     let agent = &emulators().agent;
+    // Only the configured backend was asked about this thread.
+    let classic_asked = agent.requests().iter().any(|r| r.session_id.contains(channel));
+    assert_eq!(classic_asked, backend == AgentBackend::Classic, "InvokeAgent for {channel}");
+    let others: Vec<_> = agent
+        .agentcore_requests()
+        .into_iter()
+        .filter(|r| r.session_id.contains(channel) && r.backend != backend)
+        .collect();
+    assert!(others.is_empty(), "another AgentCore operation for {channel}: {others:?}");
     if backend == AgentBackend::Classic {
         let requests = agent.requests_for(&session_id);
         return requests
@@ -78,17 +87,21 @@ fn sent(backend: AgentBackend, channel: &str) -> Vec<Sent> {
     }
     let arn = if backend == AgentBackend::Harness { HARNESS_ARN } else { RUNTIME_ARN };
     let requests = agent.agentcore_requests_for(&session_id);
-    assert!(!agent.agentcore_requests().iter().any(|r| r.session_id.contains(channel) && r.backend != backend));
     requests
         .into_iter()
         .map(|r| {
             assert_eq!((r.arn.as_str(), r.qualifier.as_deref()), (arn, Some(AGENTCORE_QUALIFIER)), "{r:?}");
-            if backend == AgentBackend::Runtime {
+            if backend == AgentBackend::Harness {
+                // One user message with the prompt as its one text block.
+                let message = &r.body["messages"];
+                assert_eq!((message.as_array().map(Vec::len), message[0]["role"].as_str()), (Some(1), Some("user")));
+                assert_eq!(message[0]["content"][0]["text"].as_str(), Some(r.prompt.as_str()), "{r:?}");
+            } else {
                 assert_eq!(r.content_type.as_deref(), Some("application/json"));
                 assert!(r.accept.as_deref().unwrap_or_default().contains("text/event-stream"), "{r:?}");
                 assert_eq!(
-                    (r.body["session_id"].as_str(), r.body["user_id"].as_str()),
-                    (Some(&*session_id), Some(USER))
+                    (r.body["prompt"].as_str(), r.body["session_id"].as_str(), r.body["user_id"].as_str()),
+                    (Some(r.prompt.as_str()), Some(&*session_id), Some(USER))
                 );
             }
             Sent { session_id: r.session_id, user_id: r.user_id, prompt: r.prompt }
@@ -186,7 +199,15 @@ macro_rules! on_every_backend {
     )*};
 }
 
-on_every_backend!(answers, throttled_then_ok, stream_exception, stream_cut, knowledge_base_sources, guardrail);
+on_every_backend!(
+    answers,
+    throttled_then_ok,
+    stream_exception,
+    stream_cut,
+    knowledge_base_sources,
+    tool_use,
+    guardrail
+);
 
 /// The calls of the plain answer (each backend's default script).
 fn plain_calls(backend: AgentBackend) -> Vec<Call> {
@@ -346,6 +367,32 @@ async fn knowledge_base_sources(backend: AgentBackend) {
     if backend != AgentBackend::Classic {
         assert_eq!(event["action_groups"], json!(["retrieve"]), "{event}");
     }
+}
+
+/// A tool the agent used (a Classic action group, a gateway target's tool) is named in the
+/// analytics, without its target prefix.
+async fn tool_use(backend: AgentBackend) {
+    let gw = Gateway::with_backend(&format!("be-tool-{backend}"), backend).await;
+    let channel = channel("tool", backend);
+    let posts = ask(&gw, &channel, "Do we have an open ticket about the VPN disconnects?").await;
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let text = post_text(&posts[0]);
+    assert!(text.contains("*ITSUP-4182*") && text.contains("*ITSUP-4201*"), "{text}");
+    let (record, event) = records(&gw, backend, &channel).await;
+    let (calls, tool): (Vec<Call>, &str) = match backend {
+        AgentBackend::Classic => {
+            (vec![(CLASSIC_SONNET, 1958, 112, 0, 0), (CLASSIC_SONNET, 2436, 158, 0, 0)], "TicketActions/tickets/search")
+        }
+        AgentBackend::Harness => {
+            (vec![(AGENTCORE_MODEL_ID, 455, 112, 1518, 0), (AGENTCORE_MODEL_ID, 1196, 158, 1518, 0)], "searchTickets")
+        }
+        AgentBackend::Runtime => {
+            (vec![(AGENTCORE_MODEL_ID, 1958, 112, 0, 0), (AGENTCORE_MODEL_ID, 2436, 158, 0, 0)], "searchTickets")
+        }
+    };
+    assert_eq!(calls_of(&record), expected(&calls));
+    assert_eq!(event["action_groups"], json!([tool]), "{event}");
+    assert_eq!(event["outcome"], "answered");
 }
 
 /// A guardrail's block is the answer, and the outcome says so.
