@@ -223,7 +223,7 @@ impl Worker {
             Admission::Refused { text, access } => return self.refuse(m, record, &text, started, live, access).await,
         };
         let asked = self.ask(m, previous, deadline, live).await;
-        let notice = crate::files::with_notes(notice, &asked.file_notes);
+        let notice = crate::attachments::with_notes(notice, &asked.file_notes);
         let latency_ms = started.elapsed().as_millis() as u64;
         let judged = judge(m, asked.result);
         let unknown = judged.turn.as_ref().map(|t| t.unknown_events.as_slice()).unwrap_or_default();
@@ -266,11 +266,12 @@ impl Worker {
         live: &LiveReply,
     ) -> Asked {
         let files_in =
-            crate::files::gather(&m.files, self.files.as_ref(), &self.settings.files, &self.metrics, &m.event_id).await;
+            crate::attachments::gather(&m.files, self.files.as_ref(), &self.settings.files, &self.metrics, &m.event_id)
+                .await;
         let mut request = AgentRequest {
             session_id: self.agent.session_id(&m.thread()),
             user_id: m.user_id.clone(),
-            input_text: crate::files::input_or_placeholder(self.input_with_context(m, previous).await, &files_in),
+            input_text: crate::attachments::input_or_placeholder(self.input_with_context(m, previous).await, &files_in),
             session_attributes: HashMap::from([
                 ("slack_user_id".to_string(), m.user_id.clone()),
                 ("slack_team_id".to_string(), m.team_id.clone()),
@@ -281,7 +282,7 @@ impl Worker {
         let mut file_notes = files_in.notes;
         let mut result = live.run(self.invoke_with_retries(&request, deadline, live)).await;
         if let Some(note) =
-            result.as_ref().err().and_then(|e| crate::files::drop_files_after_rejection(e, &mut request))
+            result.as_ref().err().and_then(|e| crate::attachments::drop_files_after_rejection(e, &mut request))
         {
             file_notes.push(note);
             result = live.run(self.invoke_with_retries(&request, deadline, live)).await;

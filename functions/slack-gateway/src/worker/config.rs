@@ -57,7 +57,7 @@ pub struct WorkerSettings {
     /// Per-user budgets; `None` = no limit.
     pub budgets: Budgets,
     /// Limits on the user's files passed to the agent.
-    pub files: crate::files::FileSettings,
+    pub files: crate::attachments::FileSettings,
     /// Whether guests and Slack Connect users are answered (ALLOW_GUESTS, ALLOW_EXTERNAL_USERS).
     pub access: crate::access::AccessPolicy,
 }
@@ -76,7 +76,7 @@ impl WorkerSettings {
             deadline_reserve: Duration::from_secs(10),
             min_agent_attempt: Duration::from_secs(5),
             budgets: Budgets::default(),
-            files: crate::files::FileSettings::default(),
+            files: crate::attachments::FileSettings::default(),
             access: crate::access::AccessPolicy::default(),
         }
     }
@@ -161,7 +161,7 @@ impl WorkerConfig {
         };
         settings.budgets =
             Budgets { daily_usd: limit("USER_DAILY_BUDGET_USD")?, monthly_usd: limit("USER_MONTHLY_BUDGET_USD")? };
-        settings.files = crate::files::FileSettings::from_env()?;
+        settings.files = crate::attachments::FileSettings::from_env()?;
         settings.access = crate::access::AccessPolicy::from_env()?;
         let file_hosts = match optional("SLACK_FILE_HOSTS") {
             None => shared::slack::files::FileHosts::slack(),

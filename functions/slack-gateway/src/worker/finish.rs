@@ -40,7 +40,7 @@ impl Worker {
         let record = self.finish(m, record, status, reply_ts, &kept.analytics, kept.usage.as_ref()).await;
         // After the turn is recorded: a failure or a crash here can never bring a second answer.
         if answered {
-            crate::files::share(files, &m.thread(), self.files.as_ref(), &self.metrics, &m.event_id).await;
+            crate::attachments::share(files, &m.thread(), self.files.as_ref(), &self.metrics, &m.event_id).await;
         }
         self.deliver(&record, Some(&kept.analytics), kept.usage.as_ref()).await;
         info!(
