@@ -13,13 +13,9 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, NaiveDate, Utc};
-use cost_analyzer::api::AdminApi;
-use cost_analyzer::athena::{popular_queries_sql, AthenaAnalytics};
-use cost_analyzer::audit::DynamoDbAuditLog;
-use cost_analyzer::handler::ReportChannel;
+use cost_analyzer::athena::popular_queries_sql;
 use cost_analyzer::report::days_needed;
-use cost_analyzer::s3::S3ReportStore;
-use cost_analyzer::CostAnalyzer;
+use cost_analyzer::{Config, CostAnalyzer};
 use serde_json::{json, Value};
 use shared::aws::ledger::DynamoDbLedger;
 use shared::aws::usage::{day_rollups_from_items, DynamoDbUsageReader};
@@ -28,7 +24,6 @@ use shared::ledger::{LedgerTurn, RollupUpdate};
 use shared::ports::RollupStore;
 use shared::pricing::PriceTable;
 use shared::rollups::{day_pk, DayRollups, KnownUser, Spend, UserUsage};
-use shared::slack::client::SlackWebClient;
 use shared::telemetry::Metrics;
 use tests::harness::emulators;
 use tests::resources::{create_keyed_table, TEST_BOT_TOKEN};
@@ -79,33 +74,42 @@ impl Setup {
             .send()
             .await
             .expect("workgroup");
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-        let rollups = Arc::new(DynamoDbUsageReader::new(ddb.clone(), &usage_table));
-        let names = BTreeMap::from([("AGENTHELP1".to_string(), "Helpdesk".to_string())]);
-        let channel = channel.map(|c| {
-            let slack: Arc<dyn ReportChannel> =
-                Arc::new(SlackWebClient::new(&emu.slack.api_base(), TEST_BOT_TOKEN.to_string().into()).expect("slack"));
-            (c.to_string(), slack)
-        });
-        let analyzer = CostAnalyzer {
-            rollups: rollups.clone(),
-            reports: Arc::new(S3ReportStore::new(aws_sdk_s3::Client::new(&sdk), &bucket)),
-            channel,
-            api: AdminApi {
-                rollups: rollups.clone(),
-                analytics: Arc::new(AthenaAnalytics::new(
-                    aws_sdk_athena::Client::new(&sdk),
-                    &workgroup,
-                    "slack_bot_analytics",
-                    "events",
-                    Duration::from_secs(10),
-                )),
-                audit: Arc::new(DynamoDbAuditLog::new(ddb, &audit_table)),
-                agent_names: names.clone(),
-            },
-            agent_names: names,
-            archive: None,
+        let rollups = Arc::new(DynamoDbUsageReader::new(aws_sdk_dynamodb::Client::new(&sdk), &usage_table));
+        // The report channel's token comes from a Slack secret, as in Lambda.
+        let slack_secret_arn = match channel {
+            Some(_) => Some(
+                aws_sdk_secretsmanager::Client::new(&sdk)
+                    .create_secret()
+                    .name(format!("{prefix}/slack"))
+                    .secret_string(json!({"signing_secret": "unused", "bot_token": TEST_BOT_TOKEN}).to_string())
+                    .send()
+                    .await
+                    .expect("slack secret")
+                    .arn
+                    .expect("secret arn"),
+            ),
+            None => None,
         };
+        let config = Config {
+            usage_table: usage_table.clone(),
+            conversations_table: format!("{prefix}-conversations"),
+            audit_table: audit_table.clone(),
+            analytics_bucket: bucket.clone(),
+            athena_workgroup: workgroup.clone(),
+            glue_database: "slack_bot_analytics".into(),
+            events_table: "events".into(),
+            report_channel: channel.map(str::to_owned),
+            slack_secret_arn,
+            slack_api_base: emu.slack.api_base(),
+            agent_names: BTreeMap::from([("AGENTHELP1".to_string(), "Helpdesk".to_string())]),
+            athena_max_wait_secs: 10,
+            metrics_namespace: "BedrockUsage".into(),
+        };
+        // The handler as the main builds it.
+        let mut analyzer = CostAnalyzer::from_config(&config, &sdk).await.expect("cost-analyzer init");
+        // Both read the rollups through this test's reader, which counts its queries.
+        analyzer.rollups = rollups.clone();
+        analyzer.api.rollups = rollups.clone();
         Setup { sdk, usage_table, audit_table, bucket, workgroup, rollups, analyzer }
     }
 

@@ -17,6 +17,8 @@ use crate::report::{self, DailyReport};
 use shared::ports::RollupStore;
 use shared::rollups::DayRollups;
 
+mod wiring;
+
 /// Why an invocation failed (the Lambda error type names the kind).
 #[derive(Debug, thiserror::Error)]
 pub enum CostAnalyzerError {
