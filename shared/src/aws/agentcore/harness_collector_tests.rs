@@ -173,6 +173,13 @@ async fn exceptions_in_the_stream_are_classified_and_keep_the_tokens() {
     assert_eq!((err.kind, err.code.as_str()), (AgentErrorKind::Unavailable, "internalServerException"));
     assert_eq!(err.spent.len(), 1);
 
+    // A type the SDK does not model is named by its frame header, and classified by it.
+    let mut body = kb_search();
+    body.extend(frame("exception", "throttlingException", r#"{"message":"slow down"}"#).unwrap());
+    let err = harness(body, Some(MODEL)).invoke(&request()).await.unwrap_err();
+    assert_eq!((err.kind, err.code.as_str()), (AgentErrorKind::Throttled, "throttlingException"));
+    assert_eq!(err.spent.len(), 1);
+
     let body = frame("exception", "validationException", r#"{"message":"bad session"}"#).unwrap();
     let err = harness(body, Some(MODEL)).invoke(&request()).await.unwrap_err();
     assert_eq!(err.kind, AgentErrorKind::Rejected);

@@ -8,6 +8,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::event_stream::RawMessage;
 
 pub mod harness;
 mod harness_collector;
@@ -67,26 +68,40 @@ where
 /// keep what the turn already spent.
 /// Exceptions inside a stream carry their type in a frame header, not in the payload: `named`
 /// names the modelled ones after their shape.
-pub(crate) fn stream_error<E, R>(
+/// An exception of a type the SDK does not model is named by the frame's `:exception-type`
+/// header (the payload only has its message).
+pub(crate) fn stream_error<E>(
     operation: &str,
-    err: SdkError<E, R>,
+    err: SdkError<E, RawMessage>,
     named: fn(&E) -> Option<&'static str>,
     spent: Vec<ModelCall>,
 ) -> AgentError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let (kind, code, message) = match &err {
         SdkError::ServiceError(ctx) => {
             let e = ctx.err();
-            let code = named(e).or_else(|| e.code()).unwrap_or("UnknownStreamException").to_owned();
+            let code = named(e)
+                .map(str::to_owned)
+                .or_else(|| exception_type(ctx.raw()))
+                .or_else(|| e.code().map(str::to_owned))
+                .unwrap_or_else(|| "UnknownStreamException".to_owned());
             (kind_of(&code, None), code, ctx.err().message().unwrap_or_default().to_owned())
         }
         _ => (AgentErrorKind::Interrupted, STREAM_INTERRUPTED.into(), DisplayErrorContext(&err).to_string()),
     };
     tracing::warn!(kind = ?kind, code = %code, message = %message, spent_calls = spent.len(), operation, "AgentCore stream failed");
     AgentError::new(kind, code, message, spent)
+}
+
+/// The `:exception-type` header of an exception frame.
+fn exception_type(raw: &RawMessage) -> Option<String> {
+    let RawMessage::Decoded(message) = raw else { return None };
+    let header = message.headers().iter().find(|h| h.name().as_str() == ":exception-type")?;
+    let name = header.value().as_string().ok()?.as_str().trim();
+    // Header values are the service's: keep only what can be a type name.
+    (!name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric())).then(|| name.to_owned())
 }
 
 /// The stream ended cleanly but the answer was not finished (no final message stop): like a
