@@ -68,10 +68,7 @@ impl AgentCoreHarness {
         on_text: Option<TextSink<'_>>,
         spent: &SpentCalls,
     ) -> Result<AgentTurn, AgentError> {
-        if !request.files.is_empty() {
-            let message = format!("the harness takes text only; {} file(s) not sent", request.files.len());
-            return Err(AgentError::new(AgentErrorKind::Rejected, FILES_UNSUPPORTED, message, Vec::new()));
-        }
+        super::text_only(request, "the harness takes text only")?;
         let started = Instant::now();
         let message = HarnessMessage::builder()
             .role(HarnessConversationRole::User)

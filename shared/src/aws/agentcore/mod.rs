@@ -26,7 +26,7 @@ pub use runtime_collector::{RuntimeCollector, RUNTIME_STEP};
 
 use super::agent::{kind_of, STREAM_INTERRUPTED};
 use crate::domain::ModelCall;
-use crate::ports::{AgentError, AgentErrorKind};
+use crate::ports::{AgentError, AgentErrorKind, AgentRequest};
 
 /// The `code` of a stream that ended without finishing its answer (no final message stop).
 pub const STREAM_INCOMPLETE: &str = "StreamIncomplete";
@@ -93,6 +93,16 @@ where
     };
     tracing::warn!(kind = ?kind, code = %code, message = %message, spent_calls = spent.len(), operation, "AgentCore stream failed");
     AgentError::new(kind, code, message, spent)
+}
+
+/// AgentCore takes the question as text: a request with files is refused before the call
+/// (`FILES_UNSUPPORTED`), so the worker asks again without them and tells the user.
+pub(crate) fn text_only(request: &AgentRequest, why: &str) -> Result<(), AgentError> {
+    if request.files.is_empty() {
+        return Ok(());
+    }
+    let message = format!("{why}; {} file(s) not sent", request.files.len());
+    Err(AgentError::new(AgentErrorKind::Rejected, harness::FILES_UNSUPPORTED, message, Vec::new()))
 }
 
 /// The `:exception-type` header of an exception frame.

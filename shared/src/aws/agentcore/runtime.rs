@@ -85,15 +85,7 @@ impl AgentCoreRuntime {
         on_text: Option<TextSink<'_>>,
         spent: &SpentCalls,
     ) -> Result<AgentTurn, AgentError> {
-        if !request.files.is_empty() {
-            let message = format!("the runtime payload carries text only; {} file(s) not sent", request.files.len());
-            return Err(AgentError::new(
-                AgentErrorKind::Rejected,
-                super::harness::FILES_UNSUPPORTED,
-                message,
-                Vec::new(),
-            ));
-        }
+        super::text_only(request, "the runtime payload carries text only")?;
         let started = Instant::now();
         let mut call = self
             .client
