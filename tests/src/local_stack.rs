@@ -1,5 +1,6 @@
 //! The local stack: the whole product running on this machine without AWS or Slack. moto with
-//! the template's resources, the fake Slack, the scripted agent, the fake Jira, a CloudWatch
+//! the template's resources, the fake Slack, the scripted agent (Classic, or an AgentCore harness
+//! or runtime: the worker's AGENT_BACKEND), the fake Jira, a CloudWatch
 //! endpoint that records PutMetricData, and every function binary under its own local Lambda
 //! Runtime API. Slack's requests reach slack-ingress over HTTP; pumps play the SQS event source
 //! mappings (work queue -> slack-worker, usage queue -> token-logging, with the queues' redrive
@@ -18,11 +19,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
+use shared::domain::AgentBackend;
 
 use crate::fake_jira::{FakeIssue, FakeJira, API_TOKEN as JIRA_TOKEN, EMAIL as JIRA_EMAIL};
 use crate::function_process::FunctionProcess;
 use crate::gateway_binaries::binary;
-use crate::harness::{emulators, AGENT_ALIAS_ID, AGENT_ID};
+use crate::harness::{
+    emulators, AGENTCORE_MODEL_ID, AGENTCORE_QUALIFIER, AGENT_ALIAS_ID, AGENT_ID, HARNESS_ARN, RUNTIME_ARN,
+};
 use crate::lambda_runtime_api::Outcome;
 use crate::local_alarms::Datapoint;
 use crate::moto::workspace_root;
@@ -81,6 +85,27 @@ impl LocalFunction {
         tokio::task::spawn_blocking(move || f.invoke(event, timeout)).await.map_err(|e| e.to_string())?
     }
 
+    /// As [`LocalFunction::call`], with a Lambda client context (`{"custom": {...}}`), as an
+    /// AgentCore Gateway invokes its Lambda targets.
+    pub async fn call_with_client_context(
+        self: &Arc<Self>,
+        event: Value,
+        client_context: Value,
+        timeout: Duration,
+    ) -> Result<Outcome, String> {
+        let f = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let out = f.process.invoke_with_client_context(event, &client_context, timeout);
+            let failed = !matches!(out, Ok(Outcome::Response(_)));
+            if let Ok(mut v) = f.invocations.lock() {
+                v.push((chrono::Utc::now().timestamp_millis(), failed));
+            }
+            out
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// What the function printed (JSON logs and EMF lines).
     pub fn output(&self) -> String {
         self.process.output()
@@ -107,8 +132,90 @@ impl LocalFunction {
     }
 }
 
+/// The agent the worker of a local stack invokes: its backend, the env that names it, and the
+/// agent id and alias the ledger records for it.
+#[derive(Debug, Clone)]
+pub struct LocalAgent {
+    pub backend: AgentBackend,
+    /// AGENT_ID as the ledger records it: the Classic agent, or the AgentCore resource's name.
+    pub agent_id: String,
+    /// AGENT_ALIAS_ID as the ledger records it: the alias, or the AgentCore endpoint.
+    pub agent_alias_id: String,
+    /// The ARN invoked (AgentCore only).
+    pub arn: Option<&'static str>,
+    /// The model the AgentCore usage is attributed to when an event names none.
+    pub model_id: Option<&'static str>,
+}
+
+impl LocalAgent {
+    /// The scripted agent of `backend`: Classic AGENT_ID / AGENT_ALIAS_ID, or the harness and
+    /// runtime ARNs the tests use, at [`AGENTCORE_QUALIFIER`], usage priced as
+    /// [`AGENTCORE_MODEL_ID`] (in the embedded price table).
+    pub fn new(backend: AgentBackend) -> LocalAgent {
+        let arn = match backend {
+            AgentBackend::Classic => None,
+            AgentBackend::Harness => Some(HARNESS_ARN),
+            AgentBackend::Runtime => Some(RUNTIME_ARN),
+        };
+        match arn {
+            None => LocalAgent {
+                backend,
+                agent_id: AGENT_ID.into(),
+                agent_alias_id: AGENT_ALIAS_ID.into(),
+                arn: None,
+                model_id: None,
+            },
+            // The worker's own defaults when AGENT_ID is unset (as the template leaves it for
+            // AgentCore): the resource's name in its ARN, and the endpoint.
+            Some(arn) => LocalAgent {
+                backend,
+                agent_id: shared::aws::agentcore::arn_resource_id(arn).unwrap_or(arn).into(),
+                agent_alias_id: AGENTCORE_QUALIFIER.into(),
+                arn: Some(arn),
+                model_id: Some(AGENTCORE_MODEL_ID),
+            },
+        }
+    }
+
+    /// The worker's env naming this agent, as template.yaml sets it for the backend (AGENT_ID
+    /// and AGENT_ALIAS_ID for Classic only).
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        let pairs: Vec<(&str, &str)> = match (self.backend, self.arn, self.model_id) {
+            (AgentBackend::Harness, Some(arn), Some(model)) => vec![
+                ("AGENT_BACKEND", "harness"),
+                ("HARNESS_ARN", arn),
+                ("HARNESS_QUALIFIER", AGENTCORE_QUALIFIER),
+                ("HARNESS_MODEL_ID", model),
+            ],
+            (AgentBackend::Runtime, Some(arn), Some(model)) => vec![
+                ("AGENT_BACKEND", "runtime"),
+                ("AGENT_RUNTIME_ARN", arn),
+                ("AGENT_RUNTIME_QUALIFIER", AGENTCORE_QUALIFIER),
+                ("AGENT_RUNTIME_MODEL_ID", model),
+            ],
+            _ => vec![("AGENT_BACKEND", "classic"), ("AGENT_ID", AGENT_ID), ("AGENT_ALIAS_ID", AGENT_ALIAS_ID)],
+        };
+        pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// One line for the story: which agent answers.
+    pub fn describe(&self) -> String {
+        match (self.arn, self.model_id) {
+            (Some(arn), Some(model)) => format!(
+                "{} backend: {} {arn} at {}, usage priced as {model}",
+                self.backend,
+                if self.backend == AgentBackend::Harness { "InvokeHarness" } else { "InvokeAgentRuntime" },
+                self.agent_alias_id
+            ),
+            _ => format!("classic backend: InvokeAgent, agent {} alias {}", self.agent_id, self.agent_alias_id),
+        }
+    }
+}
+
 /// The running stack.
 pub struct LocalStack {
+    /// The agent the worker invokes.
+    pub agent: LocalAgent,
     pub resources: GatewayResources,
     pub template_resources: TemplateResources,
     pub ingress: Arc<LocalFunction>,
@@ -163,22 +270,28 @@ pub const REPORT_CHANNEL: &str = "CCOSTREPORT";
 
 impl LocalStack {
     /// Starts everything; `port` 0 picks a free port for the Slack endpoint. `metrics_level`
-    /// (`essential` or `full`) is what the template's MonitoringLevel would set as METRICS_LEVEL.
+    /// (`essential` or `full`) is what the template's MonitoringLevel would set as METRICS_LEVEL;
+    /// the worker invokes the scripted agent of `backend`.
     pub async fn start(
         progress: &Progress,
         port: u16,
         daily_budget_usd: f64,
         metrics_level: &str,
+        backend: AgentBackend,
     ) -> Result<LocalStack, String> {
+        let agent = LocalAgent::new(backend);
         let t = Instant::now();
         let emu = emulators();
         progress.done(
             &format!(
-                "moto {} · fake Slack {} · scripted agent {} ({} scripts)",
+                "moto {} · fake Slack {} · scripted agent {} ({} {backend} scripts)",
                 emu.moto.endpoint(),
                 emu.slack.api_base(),
                 emu.agent.endpoint(),
-                emu.agent.script_names().len()
+                match backend {
+                    AgentBackend::Classic => emu.agent.script_names().len(),
+                    _ => emu.agent.agentcore_script_names(backend).len(),
+                }
             ),
             t,
         );
@@ -252,26 +365,27 @@ impl LocalStack {
             ],
         )?;
         let agent_endpoint = emu.agent.endpoint();
-        let worker = start(
-            "slack-worker",
-            "SlackWorkerFunction",
-            256,
-            &[
-                ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", &agent_endpoint),
-                ("SLACK_SECRET_ARN", &resources.secret_arn),
-                ("SLACK_API_BASE", &slack_api),
-                ("USAGE_QUEUE_URL", &resources.usage_queue_url),
-                ("EVENTS_STREAM_NAME", &resources.stream),
-                ("FEEDBACK_STREAM_NAME", &resources.feedback_stream),
-                ("FEEDBACK_POSITIVE_REACTIONS", "+1,thumbsup"),
-                ("FEEDBACK_NEGATIVE_REACTIONS", "-1,thumbsdown"),
-                ("CONVERSATIONS_TABLE", &resources.conversations_table),
-                ("USAGE_TABLE", &resources.usage_table),
-                ("AGENT_ID", AGENT_ID),
-                ("AGENT_ALIAS_ID", AGENT_ALIAS_ID),
-                ("USER_DAILY_BUDGET_USD", &budget),
-            ],
-        )?;
+        let agent_env = agent.worker_env();
+        let mut worker_env: Vec<(&str, &str)> = vec![
+            ("SLACK_SECRET_ARN", &resources.secret_arn),
+            ("SLACK_API_BASE", &slack_api),
+            ("USAGE_QUEUE_URL", &resources.usage_queue_url),
+            ("EVENTS_STREAM_NAME", &resources.stream),
+            ("FEEDBACK_STREAM_NAME", &resources.feedback_stream),
+            ("FEEDBACK_POSITIVE_REACTIONS", "+1,thumbsup"),
+            ("FEEDBACK_NEGATIVE_REACTIONS", "-1,thumbsdown"),
+            ("CONVERSATIONS_TABLE", &resources.conversations_table),
+            ("USAGE_TABLE", &resources.usage_table),
+            ("USER_DAILY_BUDGET_USD", &budget),
+            // Both agent services point at the scripted agent, whichever the backend: a call to
+            // the wrong one is recorded there (and the day reports it) instead of leaving the
+            // machine.
+            ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", &agent_endpoint),
+            // aws-sdk-bedrockagentcore's per-service override (service id "Bedrock AgentCore").
+            ("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", &agent_endpoint),
+        ];
+        worker_env.extend(agent_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let worker = start("slack-worker", "SlackWorkerFunction", 256, &worker_env)?;
         let token_logging =
             start("token-logging", "TokenLoggingFunction", 256, &[("USAGE_TABLE", &resources.usage_table)])?;
         let action_group = start(
@@ -284,7 +398,7 @@ impl LocalStack {
                 ("JIRA_PROJECTS", "ITSUP"),
             ],
         )?;
-        let agent_names = json!({ AGENT_ID: "IT helpdesk" }).to_string();
+        let agent_names = json!({ agent.agent_id.as_str(): "IT helpdesk" }).to_string();
         let audit_table = table("AdminAuditTable");
         let cost_analyzer = start(
             "cost-analyzer",
@@ -316,7 +430,8 @@ impl LocalStack {
         )?;
         progress.done(
             &format!(
-                "6 function binaries running under local Lambda Runtime APIs, METRICS_LEVEL={metrics_level} (logs in {})",
+                "6 function binaries running under local Lambda Runtime APIs, METRICS_LEVEL={metrics_level}, the worker on the {} (logs in {})",
+                agent.describe(),
                 logs.strip_prefix(workspace_root()).unwrap_or(&logs).display()
             ),
             t,
@@ -368,6 +483,7 @@ impl LocalStack {
             batch_sizes.get("UsageQueue").copied().unwrap_or(10),
         ));
         Ok(LocalStack {
+            agent,
             resources,
             template_resources,
             ingress,
@@ -713,4 +829,134 @@ pub fn emf_totals(output: &str, since_ms: i64) -> HashMap<String, f64> {
         *totals.entry(key).or_insert(0.0) += p.value;
     }
     totals
+}
+
+/// What the scripted agent reported for one request it answered.
+#[derive(Debug, Clone)]
+pub struct ScriptedTurn {
+    pub session_id: String,
+    /// The script that answered (its `name`).
+    pub script: String,
+    /// The model calls of the attempt it played, the models attributed as the worker does.
+    pub calls: Vec<shared::domain::ModelCall>,
+}
+
+/// The usage the scripted agent of `agent`'s backend reported, request by request: for every
+/// request it recorded, in arrival order, the attempt its script played, replayed with the fake's
+/// own rules (the first script in file-name order whose `match` occurs in the prompt, ignoring
+/// case, else the default one; the n-th request of a session plays attempt n, the last repeating;
+/// an `error` attempt reports nothing; a cut, stall or exception ends what reached the worker).
+/// Models are attributed as the worker attributes them: a Classic call to its trace's
+/// `foundationModel`, a harness call to HARNESS_MODEL_ID, a runtime call to the model its usage
+/// names, else AGENT_RUNTIME_MODEL_ID.
+pub fn scripted_turns(agent: &LocalAgent) -> Result<Vec<ScriptedTurn>, String> {
+    let agent_fake = &emulators().agent;
+    let (dir, requests): (&str, Vec<(String, String)>) = match agent.backend {
+        AgentBackend::Classic => {
+            ("agent", agent_fake.requests().into_iter().map(|r| (r.session_id, r.input_text)).collect())
+        }
+        backend => (
+            if backend == AgentBackend::Harness { "harness" } else { "runtime" },
+            agent_fake
+                .agentcore_requests()
+                .into_iter()
+                .filter(|r| r.backend == backend)
+                .map(|r| (r.session_id, r.prompt))
+                .collect(),
+        ),
+    };
+    let scripts = load_script_values(&workspace_root().join("events").join(dir))?;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut turns = Vec::new();
+    for (session_id, prompt) in requests {
+        let n = seen.entry(session_id.clone()).or_insert(0);
+        let attempt_index = *n;
+        *n += 1;
+        let prompt = prompt.to_lowercase();
+        let script = scripts
+            .iter()
+            .find(|s| s["match"].as_str().is_some_and(|m| !m.is_empty() && prompt.contains(&m.to_lowercase())))
+            .or_else(|| scripts.iter().find(|s| s["default"] == true))
+            .ok_or_else(|| format!("no script of events/{dir} answers {prompt:?}"))?;
+        let attempts = script["attempts"].as_array().cloned().unwrap_or_default();
+        let attempt = attempts.get(attempt_index).or(attempts.last()).cloned().unwrap_or(Value::Null);
+        let mut calls = Vec::new();
+        let mut models: HashMap<String, String> = HashMap::new();
+        for event in attempt["events"].as_array().into_iter().flatten() {
+            if event.get("cut").is_some() || event.get("stall_ms").is_some() || event.get("exception").is_some() {
+                break;
+            }
+            match agent.backend {
+                AgentBackend::Classic => classic_calls(event, &mut models, &mut calls),
+                AgentBackend::Harness => {
+                    if let Some(usage) = event.pointer("/metadata/usage") {
+                        calls.push(call_of(usage, agent.model_id.unwrap_or_default()));
+                    }
+                }
+                AgentBackend::Runtime => {
+                    let sse = &event["sse"];
+                    let (usage, named) = match (sse.get("usage"), sse.pointer("/event/metadata")) {
+                        (Some(usage), _) => (Some(usage), usage.get("model_id").or(usage.get("modelId"))),
+                        (None, Some(metadata)) => {
+                            (metadata.get("usage"), metadata.get("model_id").or(metadata.get("modelId")))
+                        }
+                        _ => (None, None),
+                    };
+                    if let Some(usage) = usage {
+                        let model = named.and_then(Value::as_str).filter(|m| !m.trim().is_empty());
+                        calls.push(call_of(usage, model.or(agent.model_id).unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        turns.push(ScriptedTurn { session_id, script: script["name"].as_str().unwrap_or_default().to_string(), calls });
+    }
+    Ok(turns)
+}
+
+/// The scripts of one events/ directory as JSON, in file-name order (the fake's matching order).
+fn load_script_values(dir: &std::path::Path) -> Result<Vec<Value>, String> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
+/// A Classic trace event's model calls: an input names the model of its trace id, an output
+/// carries the call's usage.
+fn classic_calls(event: &Value, models: &mut HashMap<String, String>, calls: &mut Vec<shared::domain::ModelCall>) {
+    for part in event["trace"].as_object().into_iter().flat_map(|t| t.values()) {
+        if let Some(input) = part.get("modelInvocationInput") {
+            let trace = input["traceId"].as_str().unwrap_or_default().to_string();
+            models.insert(trace, input["foundationModel"].as_str().unwrap_or("unknown").to_string());
+        }
+        if let Some(output) = part.get("modelInvocationOutput") {
+            let model = models.get(output["traceId"].as_str().unwrap_or_default()).cloned().unwrap_or_default();
+            if let Some(usage) = output.pointer("/metadata/usage") {
+                calls.push(call_of(usage, &model));
+            }
+        }
+    }
+}
+
+/// One model call of `usage` (camelCase or snake_case token counts) on `model`.
+fn call_of(usage: &Value, model: &str) -> shared::domain::ModelCall {
+    let count = |keys: [&str; 2]| keys.iter().find_map(|k| usage.get(*k)?.as_u64()).unwrap_or(0);
+    shared::domain::ModelCall {
+        model_id: model.to_string(),
+        input_tokens: count(["inputTokens", "input_tokens"]),
+        output_tokens: count(["outputTokens", "output_tokens"]),
+        cache_read_tokens: count(["cacheReadInputTokens", "cache_read_tokens"]),
+        cache_write_tokens: count(["cacheWriteInputTokens", "cache_write_tokens"]),
+        ..Default::default()
+    }
 }

@@ -1,8 +1,9 @@
 //! `scripts/local-stack`: the whole product on this machine, then a realistic day of signed Slack
 //! traffic through its HTTP endpoint, the day's cost report and the alarms that would fire, and
 //! a readable account of what happened. Exits 0 when everything behaved as expected and lists
-//! what did not otherwise. `--serve` keeps it running; `ask` posts a signed question and shows
-//! the answer and its cost.
+//! what did not otherwise. `--backend classic|harness|runtime` picks the agent the worker
+//! invokes (the same day, answered by that backend's scripts). `--serve` keeps it running; `ask`
+//! posts a signed question and shows the answer and its cost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -11,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
+use shared::domain::AgentBackend;
 use tests::fake_jira::API_TOKEN as JIRA_TOKEN;
-use tests::harness::{emulators, AGENT_ALIAS_ID, AGENT_ID};
+use tests::harness::{emulators, AGENTCORE_MODEL_ID};
 use tests::lambda_runtime_api::Outcome;
 use tests::local_alarms::{AlarmEvaluator, AlarmVerdict};
-use tests::local_stack::{emf_totals, LocalStack, Progress};
+use tests::local_stack::{emf_totals, scripted_turns, LocalAgent, LocalStack, Progress};
 use tests::moto::workspace_root;
 use tests::resources::{read_objects, seed_spend, TEST_BOT_TOKEN, TEST_SIGNING_SECRET};
 use tests::slack_events::{body_of, fixture};
@@ -25,15 +27,50 @@ const DAILY_BUDGET_USD: f64 = 1.0;
 const TEAM: &str = "T0001";
 /// The user who spent their budget earlier in the day.
 const OVER_BUDGET_USER: &str = "U14OMAR";
-/// The alarms a day like this one should fire, of those the monitoring level deploys: the
-/// drifted payload and the model missing from the price table. The throttle alone stays under
-/// APIErrors' threshold, and nothing else breaks.
-const EXPECTED_FIRING: &[&str] = &["SchemaDriftAlarm", "UnpricedTokensAlarm"];
-/// Turns that reach the model (and so the ledger): every answered question; the guardrail's
-/// block and the over-budget refusal record no model call.
-const PRICED_TURNS: usize = 14;
-/// The model of the unpriced_model script (events/agent/unpriced_model.json).
+/// The model of the unpriced_model scripts (events/agent and events/runtime/unpriced_model.json).
 const UNPRICED_MODEL: &str = "mistral.mistral-large-2407-v1:0";
+/// The user who asks for "the Mistral agent" (the unpriced_model scripts).
+const MISTRAL_USER: &str = "U07GRACE";
+
+/// What the day must show on one backend: exact, so a regression of any backend fails the run.
+struct Expected {
+    /// Turns in the ledger today (each with a usage record that reached token-logging).
+    ledger_turns: usize,
+    /// The users whose turn is unpriced (a model missing from the price table).
+    unpriced_users: &'static [&'static str],
+    /// The alarms that fire, of those the monitoring level deploys.
+    firing: &'static [&'static str],
+}
+
+impl Expected {
+    fn of(backend: AgentBackend) -> Expected {
+        match backend {
+            // Every answered question reaches the model; the guardrail's block (no model call)
+            // and the over-budget refusal (never sent) record nothing. The drifted payload and
+            // the Mistral turn fire their alarms; the one throttle stays under APIErrors'.
+            AgentBackend::Classic => Expected {
+                ledger_turns: 14,
+                unpriced_users: &[MISTRAL_USER],
+                firing: &["SchemaDriftAlarm", "UnpricedTokensAlarm"],
+            },
+            // A harness reports usage without a model id: every call is priced as
+            // HARNESS_MODEL_ID, so the Mistral question cannot leave tokens unpriced here (only a
+            // HARNESS_MODEL_ID missing from the price table could, which this stack does not
+            // configure); events/harness/incident_review.json answers it on the harness's model.
+            // UnpricedTokensAlarm therefore stays quiet. The guardrail reports no call, as Classic.
+            AgentBackend::Harness => Expected { ledger_turns: 14, unpriced_users: &[], firing: &["SchemaDriftAlarm"] },
+            // A runtime agent names its models: events/runtime/unpriced_model.json summarises on
+            // Mistral as the Classic agent does, so the same turn is unpriced and the same alarms
+            // fire. Its guardrail reports one call of zero tokens (events/runtime/guardrail.json),
+            // so the blocked question is a ledger turn of $0 here.
+            AgentBackend::Runtime => Expected {
+                ledger_turns: 15,
+                unpriced_users: &[MISTRAL_USER],
+                firing: &["SchemaDriftAlarm", "UnpricedTokensAlarm"],
+            },
+        }
+    }
+}
 
 /// One signed request of the day.
 struct Step {
@@ -331,10 +368,16 @@ async fn play(http: &reqwest::Client, url: &str, steps: &[Step], problems: &mut 
     }
 }
 
-/// The seven days before: usage records as the worker sent them (a few turns a day, Claude 3
-/// Haiku and 3.5 Sonnet), put on the usage queue for token-logging, so the report has a previous
-/// day to compare with and the chart a history.
-async fn last_week(sdk: &aws_config::SdkConfig, queue_url: &str, day: chrono::NaiveDate) -> Result<usize, String> {
+/// The seven days before: usage records as the worker sent them for the same agent (a few turns
+/// a day; Classic: Claude 3 Haiku and 3.5 Sonnet; AgentCore: its configured model), put on the
+/// usage queue for token-logging, so the report has a previous day to compare with and the chart
+/// a history.
+async fn last_week(
+    sdk: &aws_config::SdkConfig,
+    queue_url: &str,
+    day: chrono::NaiveDate,
+    agent: &LocalAgent,
+) -> Result<usize, String> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let users = ["U01ALICE", "U02BOB", "U03CAROL", "U04DAVE", "U08HEIDI", "U10JUDY", "U13MIA"];
     let mut records = Vec::new();
@@ -349,6 +392,18 @@ async fn last_week(sdk: &aws_config::SdkConfig, queue_url: &str, day: chrono::Na
             } else {
                 ("anthropic.claude-3-haiku-20240307-v1:0", 2500 + 200 * k, 200 + 10 * k)
             };
+            let calls = match agent.backend {
+                AgentBackend::Classic => json!([
+                    {"model_id": "anthropic.claude-3-haiku-20240307-v1:0", "input_tokens": 1100, "output_tokens": 60,
+                     "cache_read_tokens": 0, "cache_write_tokens": 0, "latency_ms": 700, "step": "pre_processing"},
+                    {"model_id": model, "input_tokens": input, "output_tokens": output,
+                     "cache_read_tokens": 0, "cache_write_tokens": 0, "latency_ms": 1800, "step": "orchestration"},
+                ]),
+                _ => json!([
+                    {"model_id": agent.model_id.unwrap_or(AGENTCORE_MODEL_ID), "input_tokens": input, "output_tokens": output,
+                     "cache_read_tokens": 1518, "cache_write_tokens": 0, "latency_ms": 1800, "step": "orchestration"},
+                ]),
+            };
             records.push(json!({
                 "record_id": format!("{TEAM}:EvHIST{back}x{k}"),
                 "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -356,14 +411,10 @@ async fn last_week(sdk: &aws_config::SdkConfig, queue_url: &str, day: chrono::Na
                 "team_id": TEAM,
                 "channel_id": "CENG",
                 "thread_id": format!("{}.{:06}", at.timestamp(), k),
-                "agent_id": AGENT_ID,
-                "agent_alias_id": AGENT_ALIAS_ID,
-                "calls": [
-                    {"model_id": "anthropic.claude-3-haiku-20240307-v1:0", "input_tokens": 1100, "output_tokens": 60,
-                     "cache_read_tokens": 0, "cache_write_tokens": 0, "latency_ms": 700, "step": "pre_processing"},
-                    {"model_id": model, "input_tokens": input, "output_tokens": output,
-                     "cache_read_tokens": 0, "cache_write_tokens": 0, "latency_ms": 1800, "step": "orchestration"},
-                ],
+                "agent_id": agent.agent_id,
+                "agent_alias_id": agent.agent_alias_id,
+                "agent_backend": agent.backend.as_str(),
+                "calls": calls,
             }));
         }
     }
@@ -424,11 +475,26 @@ async fn main() -> ExitCode {
         eprintln!("--monitoring-level must be essential or full, not {level}");
         return ExitCode::FAILURE;
     };
+    let backend = match args.iter().position(|a| a == "--backend").map(|i| args.get(i + 1)) {
+        None => AgentBackend::Classic,
+        Some(value) => match value.map(|v| v.parse::<AgentBackend>()) {
+            Some(Ok(b)) => b,
+            _ => {
+                match value {
+                    Some(v) => eprintln!("--backend must be classic, harness or runtime, not {v:?}"),
+                    None => eprintln!("--backend needs a value: classic, harness or runtime"),
+                }
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let expected = Expected::of(backend);
     let progress = Progress::new();
     progress.say(&format!(
-        "starting the emulators (moto installs into the project's venv on first use); MonitoringLevel {level}"
+        "starting the emulators (moto installs into the project's venv on first use); MonitoringLevel {level}; \
+         the {backend} backend answers"
     ));
-    let stack = match LocalStack::start(&progress, port, DAILY_BUDGET_USD, &level).await {
+    let stack = match LocalStack::start(&progress, port, DAILY_BUDGET_USD, &level, backend).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("local stack failed to start: {e}");
@@ -439,7 +505,7 @@ async fn main() -> ExitCode {
     let day = chrono::Utc::now().date_naive();
     let mut problems = Vec::new();
     let t = Instant::now();
-    match last_week(&sdk, &stack.resources.usage_queue_url, day).await {
+    match last_week(&sdk, &stack.resources.usage_queue_url, day, &stack.agent).await {
         Ok(n) if stack.settle(Duration::from_secs(60)).await => progress
             .done(&format!("the week before: {n} usage records (as the worker sent them) priced by token-logging"), t),
         Ok(_) => problems.push("the week before's usage was not priced within 60 s".into()),
@@ -487,11 +553,12 @@ async fn main() -> ExitCode {
     report_event["time"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     let report_out = scheduled(&progress, &stack.cost_analyzer, report_event, &mut problems).await;
 
-    ledger(&stack, &mut problems).await;
+    ledger(&stack, &expected, &mut problems).await;
+    agent_requests(&stack, &mut problems);
     analytics(&stack, &mut problems).await;
-    cost_report(&stack, day, report_out.as_ref(), &mut problems).await;
-    metrics(&stack, metrics_level, day_started_ms, &mut problems);
-    alarms(&stack, &level, day_started_ms, &mut problems);
+    cost_report(&stack, &expected, day, report_out.as_ref(), &mut problems).await;
+    metrics(&stack, metrics_level, &expected, day_started_ms, &mut problems);
+    alarms(&stack, &expected, &level, day_started_ms, &mut problems);
     for f in stack.functions() {
         let out = f.output();
         if out.contains(TEST_SIGNING_SECRET) || out.contains(TEST_BOT_TOKEN) || out.contains(JIRA_TOKEN) {
@@ -523,10 +590,10 @@ async fn main() -> ExitCode {
     stack.stop();
     progress.say("done");
     if problems.is_empty() {
-        println!("\nlocal stack: everything behaved as expected");
+        println!("\nlocal stack ({backend} backend): everything behaved as expected");
         ExitCode::SUCCESS
     } else {
-        println!("\nlocal stack: {} problem(s):", problems.len());
+        println!("\nlocal stack ({backend} backend): {} problem(s):", problems.len());
         for p in &problems {
             println!("  - {p}");
         }
@@ -586,9 +653,18 @@ fn slack_view(steps: &[&Step], problems: &mut Vec<String>) {
     }
 }
 
-/// Bedrock's side of the action group: the scripted agent cannot call Lambda, so the stack
-/// invokes action-group with the event Bedrock would send for the ticket-search turn.
+/// The agent's side of the action group: the scripted agent cannot call Lambda, so the stack
+/// invokes action-group as the agent's service would for the ticket-search turn: Bedrock's
+/// action-group event on Classic, the AgentCore Gateway's Lambda-target call on AgentCore.
 async fn action_group(progress: &Progress, stack: &LocalStack, problems: &mut Vec<String>) {
+    match stack.agent.backend {
+        AgentBackend::Classic => classic_action_group(progress, stack, problems).await,
+        _ => gateway_action_group(progress, stack, problems).await,
+    }
+}
+
+/// Bedrock Agents' action-group event for the ticket-search turn, and a my-usage question.
+async fn classic_action_group(progress: &Progress, stack: &LocalStack, problems: &mut Vec<String>) {
     println!(
         "\n== Action group (as Bedrock would call it: the ticket-search turn's Jira search, and a my-usage question)"
     );
@@ -676,8 +752,8 @@ async fn action_group(progress: &Progress, stack: &LocalStack, problems: &mut Ve
 
     // "How much have I spent?": the same function reads the rollups token-logging wrote.
     let mut event = fixture("action-group/my_usage_openapi");
-    event["agent"]["id"] = json!(AGENT_ID);
-    event["agent"]["alias"] = json!(AGENT_ALIAS_ID);
+    event["agent"]["id"] = json!(stack.agent.agent_id);
+    event["agent"]["alias"] = json!(stack.agent.agent_alias_id);
     event["sessionAttributes"]["slack_user_id"] = json!("U01ALICE");
     event["sessionAttributes"]["slack_team_id"] = json!(TEAM);
     let t = Instant::now();
@@ -699,6 +775,134 @@ async fn action_group(progress: &Progress, stack: &LocalStack, problems: &mut Ve
     );
     if usage["today"]["turns"] != 2 || usage["today"]["cost_usd"].as_f64().unwrap_or(0.0) <= 0.0 {
         problems.push(format!("my-usage for U01ALICE should show today's 2 priced turns: {out:?}"));
+    }
+}
+
+/// The tool call the ticket-search script of an AgentCore backend made: the tool's name as the
+/// agent saw it (`<target>___<tool>`) and its arguments (the streamed toolUse input, joined).
+fn scripted_tool_call(backend: AgentBackend) -> Result<(String, Value), String> {
+    let dir = if backend == AgentBackend::Harness { "harness" } else { "runtime" };
+    let path = workspace_root().join(format!("events/{dir}/action_group.json"));
+    let script: Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| format!("{} is missing or not JSON", path.display()))?;
+    let (mut name, mut input) = (None, String::new());
+    for event in script["attempts"][0]["events"].as_array().into_iter().flatten() {
+        // A runtime agent (Strands) relays the model's events under `event`.
+        let e = event.pointer("/sse/event").unwrap_or(event);
+        if let Some(n) = e.pointer("/contentBlockStart/start/toolUse/name").and_then(Value::as_str) {
+            if name.is_some() {
+                break;
+            }
+            name = Some(n.to_string());
+        }
+        if let Some(piece) = e.pointer("/contentBlockDelta/delta/toolUse/input").and_then(Value::as_str) {
+            input.push_str(piece);
+        }
+    }
+    let name = name.ok_or_else(|| format!("{} has no toolUse", path.display()))?;
+    let arguments =
+        serde_json::from_str(&input).map_err(|e| format!("the toolUse input of {}: {e}", path.display()))?;
+    Ok((name, arguments))
+}
+
+/// The Name of template.yaml's ToolsGatewayTarget: the prefix of the tools the gateway offers.
+fn gateway_target_name() -> Result<String, String> {
+    let template = tests::template::Template::load(&workspace_root().join("template.yaml"))?;
+    let target = template
+        .resources_of_type("AWS::BedrockAgentCore::GatewayTarget")
+        .into_iter()
+        .find_map(|(_, r)| r.get("Properties")?.get("Name").map(|n| template.resolve(n)))
+        .ok_or("template.yaml has no AWS::BedrockAgentCore::GatewayTarget with a Name")??;
+    Ok(target)
+}
+
+/// The tool result of a gateway call (an error result's text, or the answer).
+fn tool_result(out: &Result<Outcome, String>) -> Result<Value, String> {
+    match out {
+        Ok(Outcome::Response(v)) if v["isError"] == true => {
+            Err(v["content"][0]["text"].as_str().unwrap_or_default().to_string())
+        }
+        Ok(Outcome::Response(v)) => Ok(v.clone()),
+        other => Err(format!("the Lambda call failed: {other:?}")),
+    }
+}
+
+/// The AgentCore Gateway's side of the ticket-search turn: the tool the script called, sent as
+/// the gateway sends a Lambda target's calls (the arguments as the event, the tool name
+/// `<target>___<tool>` in the client context's bedrockAgentCoreToolName), with the target the
+/// template creates. A harness calls the stack's gateway; a runtime agent is the operator's own,
+/// and calls the same gateway when it uses the stack's tools (as its script's toolUse does).
+async fn gateway_action_group(progress: &Progress, stack: &LocalStack, problems: &mut Vec<String>) {
+    let backend = stack.agent.backend;
+    println!(
+        "\n== Action group (as the AgentCore Gateway would call its Lambda target: the ticket-search turn's \
+         Jira search, and getMyUsage)"
+    );
+    let prompt_asked = emulators()
+        .agent
+        .agentcore_requests()
+        .into_iter()
+        .any(|r| r.backend == backend && r.prompt.to_lowercase().contains("ticket"));
+    if !prompt_asked {
+        problems.push("the ticket-search turn never reached the agent".into());
+        return;
+    }
+    let (scripted_name, arguments) = match scripted_tool_call(backend) {
+        Ok(call) => call,
+        Err(e) => return problems.push(e),
+    };
+    let target = match gateway_target_name() {
+        Ok(t) => t,
+        Err(e) => return problems.push(e),
+    };
+    let tool = scripted_name.rsplit("___").next().unwrap_or(&scripted_name).to_string();
+    let call = |tool: &str| {
+        let mut context = fixture("action-group-gateway/client_context");
+        context["custom"]["bedrockAgentCoreToolName"] = json!(format!("{target}___{tool}"));
+        context
+    };
+    let t = Instant::now();
+    let out =
+        stack.action_group.call_with_client_context(arguments.clone(), call(&tool), Duration::from_secs(30)).await;
+    progress.done(&format!("action-group {target}___{tool} {arguments} (the script called {scripted_name})"), t);
+    let answer = match tool_result(&out) {
+        Ok(v) => v,
+        Err(e) => return problems.push(format!("the gateway's {target}___{tool} call failed: {e}")),
+    };
+    println!("JQL sent to Jira: {}", stack.jira.requests().last().map(|q| q.jql.clone()).unwrap_or_default());
+    let tickets = answer["tickets"].as_array().cloned().unwrap_or_default();
+    for t in &tickets {
+        println!(
+            "  {}  {}  [{}] {}  {}",
+            t["key"].as_str().unwrap_or(""),
+            t["summary"].as_str().unwrap_or(""),
+            t["status"].as_str().unwrap_or(""),
+            t["assignee"].as_str().unwrap_or("unassigned"),
+            t["url"].as_str().unwrap_or("")
+        );
+    }
+    if !tickets.iter().any(|t| t["key"] == "ITSUP-4201") {
+        problems.push(format!("the gateway's ticket search did not find ITSUP-4201: {answer}"));
+    }
+    if stack.jira.requests().iter().any(|q| !q.authorized) {
+        problems.push("action-group called Jira without valid credentials".into());
+    }
+
+    // No Slack identity reaches a gateway target, so the usage tool refuses rather than guess
+    // whose usage to show (the Classic day answers it from the session's Slack user).
+    let t = Instant::now();
+    let out = stack
+        .action_group
+        .call_with_client_context(json!({"period": "today"}), call("getMyUsage"), Duration::from_secs(30))
+        .await;
+    progress.done(&format!("action-group {target}___getMyUsage"), t);
+    match tool_result(&out) {
+        Err(text) if text == action_group::handler::USAGE_REFUSED => {
+            println!("getMyUsage refused, as it must be: {text}")
+        }
+        other => problems.push(format!("getMyUsage through the gateway should be refused: {other:?}")),
     }
 }
 
@@ -728,9 +932,13 @@ fn s(item: &std::collections::HashMap<String, AttributeValue>, k: &str) -> Strin
     }
 }
 
-/// What token-logging wrote: one priced ledger item per turn, and the users' day rollups.
-async fn ledger(stack: &LocalStack, problems: &mut Vec<String>) {
-    println!("\n== Token ledger (token-logging: usage queue -> priced turns in DynamoDB)");
+/// What token-logging wrote: one priced ledger item per turn, and the users' day rollups; the
+/// day's tokens and cost, checked against what the agent's scripts reported.
+async fn ledger(stack: &LocalStack, expected: &Expected, problems: &mut Vec<String>) {
+    println!(
+        "\n== Token ledger (token-logging: usage queue -> priced turns in DynamoDB; the {} backend answered)",
+        stack.agent.backend
+    );
     let sdk = emulators().moto.sdk_config();
     let items = usage_items(&sdk, &stack.resources.usage_table).await;
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
@@ -780,18 +988,161 @@ async fn ledger(stack: &LocalStack, problems: &mut Vec<String>) {
              token-logging returned them to the queue and wrote them on redelivery"
         );
     }
-    if turns.len() != PRICED_TURNS {
-        problems.push(format!("expected {PRICED_TURNS} turns in the ledger, saw {}", turns.len()));
+    if turns.len() != expected.ledger_turns {
+        problems.push(format!(
+            "expected {} turns in the ledger ({} backend), saw {}",
+            expected.ledger_turns,
+            stack.agent.backend,
+            turns.len()
+        ));
     }
     if rollups == 0 {
         problems.push("token-logging wrote no rollups".into());
     }
-    let unpriced = turns.iter().find(|t| s(t, "user_id") == "U07GRACE");
-    match unpriced {
-        Some(t) if !matches!(t.get("cost_usd"), Some(AttributeValue::N(_))) && s(t, "unpriced_tokens") != "0" => {}
-        other => problems.push(format!(
-            "the turn on {UNPRICED_MODEL} should be unpriced (no cost, unpriced tokens counted): {other:?}"
-        )),
+    let unpriced: BTreeSet<String> = turns
+        .iter()
+        .filter(|t| !matches!(t.get("cost_usd"), Some(AttributeValue::N(_))) && s(t, "unpriced_tokens") != "0")
+        .map(|t| s(t, "user_id"))
+        .collect();
+    let want: BTreeSet<String> = expected.unpriced_users.iter().map(|u| u.to_string()).collect();
+    if unpriced != want {
+        problems.push(format!(
+            "unpriced turns (no cost, unpriced tokens counted; {UNPRICED_MODEL} is not in the price table): \
+             expected those of {want:?}, saw {unpriced:?}"
+        ));
+    }
+    let unreported: Vec<String> = turns
+        .iter()
+        .filter(|t| matches!(t.get("tokens_unreported"), Some(AttributeValue::Bool(true))))
+        .map(|t| s(t, "user_id"))
+        .collect();
+    if !unreported.is_empty() {
+        problems.push(format!(
+            "every agent of the day reports its usage, yet turns of {unreported:?} say tokens_unreported"
+        ));
+    }
+    if let Some(other) = turns
+        .iter()
+        .find(|t| s(t, "agent_backend") != stack.agent.backend.as_str() || s(t, "agent_id") != stack.agent.agent_id)
+    {
+        problems.push(format!(
+            "a turn of the day was not recorded for the {} agent {}: {} {}",
+            stack.agent.backend,
+            stack.agent.agent_id,
+            s(other, "agent_backend"),
+            s(other, "agent_id")
+        ));
+    }
+    day_totals(stack, &turns, problems);
+}
+
+/// Tokens of one kind per call: input, output, cache read, cache write.
+type Tokens = [u64; 4];
+
+/// The day's tokens and cost from the ledger, and the same from the agent's scripts: every
+/// request the scripted agent recorded, with the usage its script reported, priced with the
+/// embedded table. They must agree: a turn lost, a call counted twice or priced wrong shows.
+fn day_totals(
+    stack: &LocalStack,
+    turns: &[&std::collections::HashMap<String, AttributeValue>],
+    problems: &mut Vec<String>,
+) {
+    let num = |i: &std::collections::HashMap<String, AttributeValue>, k: &str| s(i, k).parse::<f64>().unwrap_or(0.0);
+    let mut ledger_tokens: Tokens = [0; 4];
+    let (mut ledger_calls, mut ledger_cost, mut ledger_unpriced) = (0usize, 0.0, 0u64);
+    for t in turns {
+        for (n, k) in
+            ledger_tokens.iter_mut().zip(["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"])
+        {
+            *n += num(t, k) as u64;
+        }
+        if let Some(AttributeValue::L(calls)) = t.get("calls") {
+            ledger_calls += calls.len();
+        }
+        ledger_cost += num(t, "priced_cost_usd");
+        ledger_unpriced += num(t, "unpriced_tokens") as u64;
+    }
+    let scripted = match scripted_turns(&stack.agent) {
+        Ok(s) => s,
+        Err(e) => return problems.push(format!("reading the agent's scripts: {e}")),
+    };
+    let prices = shared::pricing::PriceTable::embedded();
+    let mut script_tokens: Tokens = [0; 4];
+    let (mut script_calls, mut script_cost, mut script_unpriced) = (0usize, 0.0, 0u64);
+    for call in scripted.iter().flat_map(|t| &t.calls) {
+        script_calls += 1;
+        for (n, v) in script_tokens.iter_mut().zip([
+            call.input_tokens,
+            call.output_tokens,
+            call.cache_read_tokens,
+            call.cache_write_tokens,
+        ]) {
+            *n += v;
+        }
+        let (_, priced, unpriced) = prices.turn_cost(std::slice::from_ref(call));
+        script_cost += priced;
+        script_unpriced += unpriced;
+    }
+    let show =
+        |t: &Tokens| format!("{} input + {} output + {} cache read + {} cache write tokens", t[0], t[1], t[2], t[3]);
+    println!(
+        "The day on the {} backend: {} turns, {} model calls, {}, ${ledger_cost:.6} priced{} (the ledger)",
+        stack.agent.backend,
+        turns.len(),
+        ledger_calls,
+        show(&ledger_tokens),
+        if ledger_unpriced > 0 { format!(" + {ledger_unpriced} tokens unpriced") } else { String::new() }
+    );
+    let mut by_script: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &scripted {
+        *by_script.entry(t.script.as_str()).or_default() += 1;
+    }
+    let answered: Vec<String> = by_script.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+    println!(
+        "The agent's scripts reported: {script_calls} model calls, {}, ${script_cost:.6} priced{} over {} requests ({})",
+        show(&script_tokens),
+        if script_unpriced > 0 { format!(" + {script_unpriced} tokens unpriced") } else { String::new() },
+        scripted.len(),
+        answered.join(", ")
+    );
+    if (ledger_tokens, ledger_calls, ledger_unpriced) != (script_tokens, script_calls, script_unpriced)
+        || (ledger_cost - script_cost).abs() > 1e-6
+    {
+        problems.push(format!(
+            "the ledger's day ({ledger_calls} calls, {}, ${ledger_cost:.6}, {ledger_unpriced} unpriced) is not what \
+             the agent reported ({script_calls} calls, {}, ${script_cost:.6}, {script_unpriced} unpriced)",
+            show(&ledger_tokens),
+            show(&script_tokens)
+        ));
+    }
+}
+
+/// Only the configured backend's operation was asked: a worker that called another agent
+/// service would answer from the wrong agent.
+fn agent_requests(stack: &LocalStack, problems: &mut Vec<String>) {
+    let agent = &emulators().agent;
+    let backend = stack.agent.backend;
+    let classic = agent.requests().len();
+    let agentcore = agent.agentcore_requests();
+    let mine = agentcore.iter().filter(|r| r.backend == backend).count();
+    let others = agentcore.len() - mine;
+    let asked = if backend == AgentBackend::Classic { classic } else { mine };
+    println!(
+        "The scripted agent was asked {asked} time(s) through the {backend} backend's operation ({} elsewhere)",
+        if backend == AgentBackend::Classic { others } else { others + classic }
+    );
+    if backend != AgentBackend::Classic && classic > 0 {
+        problems.push(format!("the {backend} worker called InvokeAgent {classic} time(s)"));
+    }
+    if others > 0 {
+        problems.push(format!("the {backend} worker called another AgentCore operation {others} time(s)"));
+    }
+    if let (Some(arn), false) = (stack.agent.arn, backend == AgentBackend::Classic) {
+        if let Some(r) =
+            agentcore.iter().find(|r| r.arn != arn || r.qualifier.as_deref() != Some(&stack.agent.agent_alias_id))
+        {
+            problems.push(format!("the worker invoked {} at {:?}, not {arn}", r.arn, r.qualifier));
+        }
     }
 }
 
@@ -830,6 +1181,11 @@ async fn analytics(stack: &LocalStack, problems: &mut Vec<String>) {
     if events.len() != 16 {
         problems.push(format!("expected 16 analytics events (one per answered or refused turn), saw {}", events.len()));
     }
+    let backend = stack.agent.backend.as_str();
+    let elsewhere = events.iter().filter(|e| e["agent_backend"] != backend).count();
+    if elsewhere > 0 {
+        problems.push(format!("{elsewhere} analytics event(s) do not say agent_backend {backend}"));
+    }
     if feedback.is_empty() {
         problems.push("no feedback reached the analytics bucket".into());
     }
@@ -837,7 +1193,13 @@ async fn analytics(stack: &LocalStack, problems: &mut Vec<String>) {
 }
 
 /// The daily report cost-analyzer wrote to S3 and posted to Slack, and its chart.
-async fn cost_report(stack: &LocalStack, day: chrono::NaiveDate, out: Option<&Value>, problems: &mut Vec<String>) {
+async fn cost_report(
+    stack: &LocalStack,
+    expected: &Expected,
+    day: chrono::NaiveDate,
+    out: Option<&Value>,
+    problems: &mut Vec<String>,
+) {
     let sdk = emulators().moto.sdk_config();
     let key = format!("reports/daily/{}.json", day.format("%Y-%m-%d"));
     println!(
@@ -895,12 +1257,22 @@ async fn cost_report(stack: &LocalStack, day: chrono::NaiveDate, out: Option<&Va
     if let Some(sat) = report.get("satisfaction").filter(|s| !s.is_null()) {
         println!("Satisfaction: {} up, {} down (score {})", sat["positive"], sat["negative"], sat["score"]);
     }
-    if report["totals"]["turns"].as_u64() != Some(PRICED_TURNS as u64) {
-        problems.push(format!("the report counts {} turns, expected {PRICED_TURNS}", report["totals"]["turns"]));
+    if report["totals"]["turns"].as_u64() != Some(expected.ledger_turns as u64) {
+        problems
+            .push(format!("the report counts {} turns, expected {}", report["totals"]["turns"], expected.ledger_turns));
     }
-    if report["totals"]["unpriced_tokens"].as_u64().unwrap_or(0) == 0 || !unpriced.iter().any(|m| m.contains("mistral"))
-    {
-        problems.push("the report does not show the unpriced model's tokens".into());
+    let unpriced_tokens = report["totals"]["unpriced_tokens"].as_u64().unwrap_or(0);
+    let shows_unpriced = unpriced_tokens > 0 && unpriced == [UNPRICED_MODEL];
+    if expected.unpriced_users.is_empty() && (unpriced_tokens > 0 || !unpriced.is_empty()) {
+        problems.push(format!("the report shows unpriced tokens ({unpriced_tokens}, models {unpriced:?}); every call of the day is priced"));
+    }
+    if !expected.unpriced_users.is_empty() && !shows_unpriced {
+        problems.push(format!("the report does not show {UNPRICED_MODEL}'s unpriced tokens alone: {unpriced_tokens} tokens of {unpriced:?}"));
+    }
+    let agents: Vec<&str> =
+        report["by_agent"].as_array().into_iter().flatten().filter_map(|a| a["agent_id"].as_str()).collect();
+    if agents != [stack.agent.agent_id.as_str()] {
+        problems.push(format!("the report's agents are {agents:?}, expected only {}", stack.agent.agent_id));
     }
 
     let slack = &emulators().slack;
@@ -933,7 +1305,13 @@ async fn cost_report(stack: &LocalStack, day: chrono::NaiveDate, out: Option<&Va
     }
 }
 
-fn metrics(stack: &LocalStack, level: shared::metric_names::MetricsLevel, from_ms: i64, problems: &mut Vec<String>) {
+fn metrics(
+    stack: &LocalStack,
+    level: shared::metric_names::MetricsLevel,
+    expected: &Expected,
+    from_ms: i64,
+    problems: &mut Vec<String>,
+) {
     println!("\n== The day's metrics (EMF lines the functions printed; metrics-publisher's PutMetricData)");
     for f in stack.functions() {
         let (calls, errors) = f.counts();
@@ -967,6 +1345,14 @@ fn metrics(stack: &LocalStack, level: shared::metric_names::MetricsLevel, from_m
         ("token-logging", &tokens, "EstimatedCost"),
     ] {
         let counted = totals.get(metric).copied().unwrap_or(0.0) > 0.0;
+        // Only a model missing from the price table is counted in UnpricedTokens (none on the
+        // harness: see Expected::of).
+        if metric == "UnpricedTokens" && expected.unpriced_users.is_empty() {
+            if counted {
+                problems.push(format!("token-logging counted UnpricedTokens on the {} backend", stack.agent.backend));
+            }
+            continue;
+        }
         if level.publishes(metric, &[]) && !counted {
             problems.push(format!("expected {function} to count {metric} (published at {})", level.as_str()));
         }
@@ -988,10 +1374,16 @@ fn round(v: f64) -> String {
 }
 
 /// The template's alarms of the default monitoring level, judged on the day's datapoints.
-fn alarms(stack: &LocalStack, level: &str, from_ms: i64, problems: &mut Vec<String>) {
+fn alarms(stack: &LocalStack, expected: &Expected, level: &str, from_ms: i64, problems: &mut Vec<String>) {
+    // AgentId names the agent of the per-agent alarms: the one whose metrics the worker emits.
     let evaluator = match AlarmEvaluator::load(
         &workspace_root().join("template.yaml"),
-        &[("AgentId", AGENT_ID), ("AgentAliasId", AGENT_ALIAS_ID), ("MetricsNamespace", "BedrockUsage")],
+        &[
+            ("AgentBackend", stack.agent.backend.as_str()),
+            ("AgentId", &stack.agent.agent_id),
+            ("AgentAliasId", &stack.agent.agent_alias_id),
+            ("MetricsNamespace", "BedrockUsage"),
+        ],
         Some(level),
     ) {
         Ok(e) => e,
@@ -1024,11 +1416,11 @@ fn alarms(stack: &LocalStack, level: &str, from_ms: i64, problems: &mut Vec<Stri
     }
     let firing: BTreeSet<&str> = verdicts.iter().filter(|v| v.fires).map(|v| v.logical_id.as_str()).collect();
     let present: BTreeSet<&str> = verdicts.iter().map(|v| v.logical_id.as_str()).collect();
-    let expected: BTreeSet<&str> = EXPECTED_FIRING.iter().copied().filter(|a| present.contains(a)).collect();
-    if firing != expected {
-        problems.push(format!("alarms: expected {expected:?} to fire, got {firing:?}"));
+    let want: BTreeSet<&str> = expected.firing.iter().copied().filter(|a| present.contains(a)).collect();
+    if firing != want {
+        problems.push(format!("alarms ({} backend): expected {want:?} to fire, got {firing:?}", stack.agent.backend));
     }
-    let elsewhere: Vec<&str> = EXPECTED_FIRING.iter().copied().filter(|a| !present.contains(a)).collect();
+    let elsewhere: Vec<&str> = expected.firing.iter().copied().filter(|a| !present.contains(a)).collect();
     if !elsewhere.is_empty() {
         println!(
             "  ({} would fire at MonitoringLevel=full, which deploys them: scripts/local-stack --monitoring-level full)",
