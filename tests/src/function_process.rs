@@ -14,6 +14,7 @@ pub struct FunctionProcess {
     child: Child,
     api: RuntimeApi,
     stdout_path: PathBuf,
+    spawned: std::time::Instant,
 }
 
 /// The binary `name` in the workspace's target dir for `profile` ("debug" or "release").
@@ -47,8 +48,9 @@ impl FunctionProcess {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        let spawned = std::time::Instant::now();
         let child = cmd.spawn()?;
-        Ok(FunctionProcess { child, api, stdout_path: stdout_path.to_path_buf() })
+        Ok(FunctionProcess { child, api, stdout_path: stdout_path.to_path_buf(), spawned })
     }
 
     /// Invokes the function with `event`.
@@ -64,6 +66,12 @@ impl FunctionProcess {
         timeout: Duration,
     ) -> Result<Outcome, String> {
         self.api.invoke_with_client_context(event, client_context, timeout)
+    }
+
+    /// From the process's start to its first request for work (its init, cold start included),
+    /// once it has asked.
+    pub fn init_time(&self) -> Option<Duration> {
+        self.api.first_next().map(|t| t.saturating_duration_since(self.spawned))
     }
 
     /// Peak resident memory so far (VmHWM), in KiB.

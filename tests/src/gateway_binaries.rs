@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use serde_json::{json, Value};
+use shared::domain::AgentBackend;
 
 use crate::function_process::{binary_path, FunctionProcess};
-use crate::harness::{emulators, AGENT_ALIAS_ID, AGENT_ID};
+use crate::harness::{emulators, AGENTCORE_MODEL_ID, AGENT_ALIAS_ID, AGENT_ID, HARNESS_ARN, RUNTIME_ARN};
 use crate::lambda_runtime_api::Outcome;
 use crate::resources::{drain_queue, GatewayResources, TEST_SIGNING_SECRET};
 use crate::slack_events::{body_of, fixture, with_body};
@@ -23,6 +24,8 @@ pub struct RoundTrip {
     pub worker_output: String,
     pub ingress_peak_rss_kib: Option<u64>,
     pub worker_peak_rss_kib: Option<u64>,
+    /// The worker's init: process start to its first request for work.
+    pub worker_init: Option<Duration>,
     pub queued: usize,
 }
 
@@ -51,11 +54,33 @@ pub struct Trip {
     pub text: Option<String>,
     /// The worker's invocation timeout, which is also the deadline its runtime reports.
     pub worker_timeout: Duration,
+    /// The agent the worker invokes (AGENT_BACKEND), each on the fake agent's endpoint.
+    pub backend: AgentBackend,
 }
 
 impl Default for Trip {
     fn default() -> Self {
-        Trip { text: None, worker_timeout: Duration::from_secs(60) }
+        Trip { text: None, worker_timeout: Duration::from_secs(60), backend: AgentBackend::Classic }
+    }
+}
+
+/// The worker's env for `backend` beyond the Classic defaults of [`worker_env`].
+pub fn backend_env(backend: AgentBackend) -> Vec<(String, String)> {
+    let agent = emulators().agent.endpoint();
+    match backend {
+        AgentBackend::Classic => Vec::new(),
+        AgentBackend::Harness => env(&[
+            ("AGENT_BACKEND", "harness"),
+            ("HARNESS_ARN", HARNESS_ARN),
+            ("HARNESS_MODEL_ID", AGENTCORE_MODEL_ID),
+            ("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", &agent),
+        ]),
+        AgentBackend::Runtime => env(&[
+            ("AGENT_BACKEND", "runtime"),
+            ("AGENT_RUNTIME_ARN", RUNTIME_ARN),
+            ("AGENT_RUNTIME_MODEL_ID", AGENTCORE_MODEL_ID),
+            ("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", &agent),
+        ]),
     }
 }
 
@@ -74,6 +99,11 @@ pub async fn round_trip_with(profile: &str, prefix: &str, channel: &str, trip: &
     }
     let mut worker_env = worker_env(&emu.moto.endpoint(), &res);
     worker_env.extend(env(&[("USER_DAILY_BUDGET_USD", "5")]));
+    if trip.backend != AgentBackend::Classic {
+        // AGENT_ID / AGENT_ALIAS_ID default to the ARN's resource and the endpoint, as deployed.
+        worker_env.retain(|(k, _)| k != "AGENT_ID" && k != "AGENT_ALIAS_ID");
+        worker_env.extend(backend_env(trip.backend));
+    }
     let worker = FunctionProcess::start(
         &binary("slack-worker", profile),
         &worker_env,
@@ -92,6 +122,7 @@ pub async fn round_trip_with(profile: &str, prefix: &str, channel: &str, trip: &
         worker_output: worker.output(),
         ingress_peak_rss_kib: ingress.peak_rss_kib(),
         worker_peak_rss_kib: worker.peak_rss_kib(),
+        worker_init: worker.init_time(),
         queued,
     }
 }

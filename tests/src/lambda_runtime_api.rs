@@ -32,6 +32,8 @@ struct Store {
     done: HashMap<String, Outcome>,
     init_error: Option<String>,
     seq: u64,
+    /// When the function first asked for work: the end of its init.
+    first_next: Option<Instant>,
 }
 
 struct Inner {
@@ -72,6 +74,11 @@ impl RuntimeApi {
             });
         })?;
         Ok(RuntimeApi { addr, inner })
+    }
+
+    /// When the function first asked for an invocation (its init was over), if it has.
+    pub fn first_next(&self) -> Option<Instant> {
+        self.inner.store.lock().ok().and_then(|s| s.first_next)
     }
 
     /// The value for `AWS_LAMBDA_RUNTIME_API` (host:port).
@@ -126,6 +133,9 @@ impl RuntimeApi {
 }
 
 async fn next(State(inner): State<Arc<Inner>>) -> Response {
+    if let Ok(mut s) = inner.store.lock() {
+        s.first_next.get_or_insert_with(Instant::now);
+    }
     loop {
         let notified = inner.waiters.notified();
         let item = inner.store.lock().ok().and_then(|mut s| s.pending.pop_front());

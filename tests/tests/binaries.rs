@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::json;
 use shared::aws::usage::DynamoDbUsageReader;
+use shared::domain::AgentBackend;
 use shared::ports::UsageReader;
 use tests::function_process::FunctionProcess;
 use tests::gateway_binaries::{binary, round_trip, round_trip_with, Trip};
@@ -46,6 +47,7 @@ async fn an_agent_stalling_past_the_runtime_deadline_gets_the_apology_and_its_to
     let trip = Trip {
         text: Some("<@UBOT> Why does the nightly report job take forever?".into()),
         worker_timeout: Duration::from_secs(18),
+        ..Trip::default()
     };
     let rt = round_trip_with("debug", "binstall", channel, &trip).await;
     assert_eq!(rt.queued, 1);
@@ -93,6 +95,44 @@ async fn an_agent_stalling_past_the_runtime_deadline_gets_the_apology_and_its_to
     let spend = reader.user_spend("T0001", "U024BE7LH", chrono::Utc::now().date_naive()).await.expect("spend");
     assert_eq!(spend.day.turns, 1, "{spend:?}");
     assert_eq!((spend.day.input_tokens, spend.day.output_tokens), (1190 + 1722, 52 + 214), "{spend:?}");
+}
+
+/// The worker binary configured for each AgentCore backend the way the template configures it
+/// (AGENT_BACKEND and the ARN; AGENT_ID left to default to the ARN's resource) answers through
+/// that backend, and its usage record says which, priced as the configured model.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_binary_answers_through_each_agentcore_backend() {
+    for (backend, channel, agent_id) in [
+        (AgentBackend::Harness, "CBINHARNESS", "support-a1b2"),
+        (AgentBackend::Runtime, "CBINRUNTIME", "support_agent-a1b2c3d4e5"),
+    ] {
+        let trip = Trip { backend, ..Trip::default() };
+        let rt = round_trip_with("debug", &format!("bin{backend}"), channel, &trip).await;
+        match &rt.worker_response {
+            Ok(Outcome::Response(v)) => assert_eq!(v["batchItemFailures"], json!([]), "{v}\n{}", rt.worker_output),
+            other => panic!("{backend} worker: {other:?}\n{}", rt.worker_output),
+        }
+        assert_eq!(emulators().slack.posted_texts(channel).len(), 1, "{backend}: {}", rt.worker_output);
+        let asked = emulators().agent.agentcore_requests();
+        assert!(
+            asked
+                .iter()
+                .any(|r| r.backend == backend && r.user_id.as_deref() == Some("U024BE7LH") && r.session_id.len() >= 33),
+            "{backend}: the fake AgentCore was not asked as the thread's user: {asked:?}"
+        );
+        let sdk = emulators().moto.sdk_config();
+        let usage = drain_queue(&sdk, &rt.resources.usage_queue_url).await.expect("usage");
+        assert_eq!(usage.len(), 1, "{backend}: {}", rt.worker_output);
+        let record: shared::domain::UsageRecord =
+            serde_json::from_str(usage[0].body.as_deref().unwrap_or_default()).expect("usage record");
+        assert_eq!((record.agent_backend, record.agent_id.as_str()), (backend, agent_id));
+        assert!(!record.calls.is_empty(), "{backend}: {record:?}");
+        // The harness's stream names no model: its usage is priced as HARNESS_MODEL_ID. (A
+        // runtime agent's usage events may name theirs; the configured one fills the gaps.)
+        if backend == AgentBackend::Harness {
+            assert!(record.calls.iter().all(|c| c.model_id == tests::harness::AGENTCORE_MODEL_ID), "{record:?}");
+        }
+    }
 }
 
 #[test]
