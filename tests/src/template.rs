@@ -203,7 +203,27 @@ impl Template {
                 let condition = parts[0].as_str().ok_or("!If's condition is not a name")?;
                 self.resolve(if self.condition(condition)? { &parts[1] } else { &parts[2] })
             }
+            "Select" => {
+                let parts = arg.as_sequence().filter(|p| p.len() == 2).ok_or("!Select needs [index, list]")?;
+                let index = scalar(&parts[0]).and_then(|i| i.parse::<usize>().ok()).ok_or("!Select's index")?;
+                let items = self.list(&parts[1])?;
+                items.get(index).cloned().ok_or_else(|| format!("!Select index {index} out of {items:?}"))
+            }
             other => Err(format!("cannot resolve !{other} to a string")),
+        }
+    }
+
+    /// A list: a YAML sequence of strings, or `!Split [delimiter, string]`.
+    fn list(&self, v: &Value) -> Result<Vec<String>, String> {
+        // The tag first: serde_yaml sees through a tag to the sequence under it.
+        match (intrinsic(v), v) {
+            (Some((tag, arg)), _) if tag == "Split" => {
+                let parts = arg.as_sequence().filter(|p| p.len() == 2).ok_or("!Split needs [delimiter, string]")?;
+                let delimiter = parts[0].as_str().ok_or("!Split's delimiter")?;
+                Ok(self.resolve(&parts[1])?.split(delimiter).map(str::to_owned).collect())
+            }
+            (None, Value::Sequence(items)) => items.iter().map(|i| self.resolve(i)).collect(),
+            _ => Err(format!("cannot resolve {v:?} to a list")),
         }
     }
 
@@ -716,6 +736,17 @@ Resources:
         assert!(!full.condition("FullWithEmail").unwrap());
         assert!(full.with_parameter("Email", "a@b.c").condition("FullWithEmail").unwrap());
         assert!(t.condition("Missing").is_err());
+    }
+
+    #[test]
+    fn select_picks_from_a_split_or_a_list() {
+        let t =
+            Template::parse("Parameters:\n  A:\n    Type: String\n    Default: 'arn:x:harness/h-1'\nResources: {}\n")
+                .unwrap();
+        let v = |y: &str| serde_yaml::from_str::<Value>(y).unwrap();
+        assert_eq!(t.resolve(&v("!Select [1, !Split ['/', !Ref A]]")), Ok("h-1".to_string()));
+        assert_eq!(t.resolve(&v("!Select [0, [a, !Ref A]]")), Ok("a".to_string()));
+        assert!(t.resolve(&v("!Select [2, !Split ['/', !Ref A]]")).is_err(), "out of range");
     }
 
     #[test]

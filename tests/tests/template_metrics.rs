@@ -362,3 +362,37 @@ fn an_undocumented_metric_or_a_missing_runbook_fails_the_check() {
     assert_ne!(no_runbook, runbooks);
     assert!(check_runbooks(&template, &no_runbook).iter().any(|p| p.contains("SchemaDriftAlarm")));
 }
+
+/// The per-agent alarms watch the agent id the worker records, on every backend: AgentId for
+/// Classic, else the resource name in the harness's or runtime's ARN (what the worker's AGENT_ID
+/// defaults to), or the created harness's id.
+#[test]
+fn the_per_agent_alarms_watch_the_agent_the_worker_records_on_every_backend() {
+    use shared::aws::agentcore::arn_resource_id;
+    let harness = "arn:aws:bedrock-agentcore:us-east-1:111122223333:harness/support-a1b2c3d4e5";
+    let runtime = "arn:aws:bedrock-agentcore:us-east-1:111122223333:runtime/support_agent-a1b2c3d4e5";
+    let base = Template::parse(&read("template.yaml")).expect("template").with_parameter("MonitoringLevel", "full");
+    let cases = [
+        (base.clone().with_parameter("AgentId", "AGENT12345"), "AGENT12345".to_string()),
+        (
+            base.clone().with_parameter("AgentBackend", "harness").with_parameter("HarnessArn", harness),
+            arn_resource_id(harness).expect("harness id").to_string(),
+        ),
+        (
+            base.clone().with_parameter("AgentBackend", "runtime").with_parameter("AgentRuntimeArn", runtime),
+            arn_resource_id(runtime).expect("runtime id").to_string(),
+        ),
+        (
+            base.clone().with_parameter("AgentBackend", "harness").with_parameter("CreateHarness", "true"),
+            "<AgentCoreHarness.HarnessId>".to_string(),
+        ),
+    ];
+    for (t, want) in cases {
+        let alarms = t.created_alarms().expect("alarms");
+        let per_agent: Vec<_> = alarms.iter().filter(|a| a.dimensions.iter().any(|(k, _)| k == "AgentId")).collect();
+        assert!(per_agent.len() >= 2, "the latency alarms are per agent: {per_agent:?}");
+        for a in per_agent {
+            assert_eq!(a.dimensions, vec![("AgentId".to_string(), want.clone())], "{}", a.alarm_name);
+        }
+    }
+}

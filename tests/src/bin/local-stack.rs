@@ -1375,15 +1375,19 @@ fn round(v: f64) -> String {
 
 /// The template's alarms of the default monitoring level, judged on the day's datapoints.
 fn alarms(stack: &LocalStack, expected: &Expected, level: &str, from_ms: i64, problems: &mut Vec<String>) {
-    // The parameters as deployed: AgentId and AgentAliasId (ten alphanumerics, by the
-    // template's AllowedPattern) name a Classic agent, so an AgentCore deployment cannot set them
-    // to the harness's or runtime's name the worker records.
+    // The parameters as deployed: AgentId and AgentAliasId name the Classic agent; an AgentCore
+    // deployment sets its ARN instead, and the per-agent alarms derive the id the worker records.
+    let arn_parameter = match stack.agent.backend {
+        AgentBackend::Harness => "HarnessArn",
+        _ => "AgentRuntimeArn",
+    };
     let evaluator = match AlarmEvaluator::load(
         &workspace_root().join("template.yaml"),
         &[
             ("AgentBackend", stack.agent.backend.as_str()),
             ("AgentId", AGENT_ID),
             ("AgentAliasId", AGENT_ALIAS_ID),
+            (arn_parameter, stack.agent.arn.unwrap_or_default()),
             ("MetricsNamespace", "BedrockUsage"),
         ],
         Some(level),
@@ -1418,15 +1422,16 @@ fn alarms(stack: &LocalStack, expected: &Expected, level: &str, from_ms: i64, pr
     }
     let firing: BTreeSet<&str> = verdicts.iter().filter(|v| v.fires).map(|v| v.logical_id.as_str()).collect();
     let present: BTreeSet<&str> = verdicts.iter().map(|v| v.logical_id.as_str()).collect();
-    let latency_alarms = present.contains("HighLatencyAlarm") || present.contains("LatencyP95Alarm");
-    if latency_alarms && stack.agent.agent_id != AGENT_ID {
-        // Not a failure of this run (the day's latency is low anyway), but what an operator
-        // should know: see HighLatencyAlarm and LatencyP95Alarm in template.yaml.
-        println!(
-            "  note: the per-agent latency alarms watch APILatency of AgentId={AGENT_ID} (the AgentId parameter); \
-             the {} worker emits it as AgentId={}, which the parameter's pattern cannot name, so they see no data",
-            stack.agent.backend, stack.agent.agent_id
-        );
+    // The per-agent latency alarms must see the worker's APILatency on every backend.
+    for id in ["HighLatencyAlarm", "LatencyP95Alarm"] {
+        if let Some(v) = verdicts.iter().find(|v| v.logical_id == id) {
+            if !v.evaluated || v.why.contains("no data") {
+                problems.push(format!(
+                    "{id} sees no APILatency of {} ({}): {}",
+                    stack.agent.agent_id, stack.agent.backend, v.why
+                ));
+            }
+        }
     }
     let want: BTreeSet<&str> = expected.firing.iter().copied().filter(|a| present.contains(a)).collect();
     if firing != want {
