@@ -32,6 +32,7 @@
 //!                 "metrics": { "latencyMs": 1840 } } }
 //! { "hookEvent": { ... } }
 //! { "exception": { "type": "internalServerException", "message": "..." } }
+//! { "unmodelled": { "type": "citationDelta", "payload": { ... } } }
 //! ```
 //!
 //! each framed as the service frames it (`:message-type` event, `:event-type` the key, the
@@ -156,10 +157,21 @@ struct HarnessEvent {
     hook_event: Option<Value>,
     #[serde(default)]
     exception: Option<ExceptionEvent>,
+    /// An event type the SDK does not model (a newer service's): framed under its own name.
+    #[serde(default)]
+    unmodelled: Option<UnmodelledEvent>,
     #[serde(default)]
     cut: Option<bool>,
     #[serde(default, rename = "stall_ms")]
     stall_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnmodelledEvent {
+    #[serde(rename = "type")]
+    event_type: String,
+    payload: Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,7 +184,10 @@ struct ExceptionEvent {
 
 impl HarnessEvent {
     /// The event's `:event-type` and payload, when it is a stream event.
-    fn stream_event(&self) -> Option<(&'static str, &Value)> {
+    fn stream_event(&self) -> Option<(&str, &Value)> {
+        if let Some(u) = &self.unmodelled {
+            return Some((u.event_type.as_str(), &u.payload));
+        }
         [
             ("messageStart", &self.message_start),
             ("contentBlockStart", &self.content_block_start),
@@ -198,13 +213,14 @@ impl ScriptedEvent for HarnessEvent {
             self.metadata.is_some(),
             self.hook_event.is_some(),
             self.exception.is_some(),
+            self.unmodelled.is_some(),
             self.cut == Some(true),
             self.stall_ms.is_some(),
         ];
         exactly_one(
             &set,
             "messageStart, contentBlockStart, contentBlockDelta, contentBlockStop, messageStop, metadata, \
-             hookEvent, exception, cut, stall_ms",
+             hookEvent, exception, unmodelled, cut, stall_ms",
         )
     }
 }

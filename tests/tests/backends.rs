@@ -449,6 +449,28 @@ async fn a_runtime_answer_without_usage_is_recorded_as_unreported() {
     assert_eq!((event["outcome"].as_str(), event["input_tokens"].as_u64()), (Some("answered"), Some(0)));
 }
 
+/// An event the gateway does not know (a newer service's type, an agent's own object) is
+/// skipped and counted as schema drift of the agent stream; the answer is unaffected.
+#[tokio::test]
+async fn unknown_agentcore_stream_events_are_counted_as_drift_and_the_answer_stands() {
+    for (backend, calls) in [
+        (AgentBackend::Harness, vec![(AGENTCORE_MODEL_ID, 388, 52, 0, 0)]),
+        (AgentBackend::Runtime, vec![(AGENTCORE_MODEL_ID, 1204, 52, 0, 0)]),
+    ] {
+        let gw = Gateway::with_backend(&format!("be-drift-{backend}"), backend).await;
+        let channel = channel("drift", backend);
+        let posts = ask(&gw, &channel, "What is in the release notes for 4.2?").await;
+        assert_eq!(posts.len(), 1, "{posts:?}");
+        assert!(post_text(&posts[0]).starts_with("Release 4.2 adds single sign-on"), "{}", post_text(&posts[0]));
+        let (record, event) = records(&gw, backend, &channel).await;
+        assert_eq!(calls_of(&record), expected(&calls), "{backend}");
+        assert_eq!(event["outcome"], "answered");
+        assert_eq!(gw.metric_sum("SchemaDrift", Some(("EventType", "agent_stream"))), 1.0, "{backend}");
+        let emitted = serde_json::to_string(&gw.metrics()).unwrap_or_default();
+        assert!(!emitted.contains("do not log me"), "{backend}: drift content reached the metrics");
+    }
+}
+
 /// The scripts of every backend are loaded: each AgentCore directory mirrors the Classic key
 /// scenarios, matched by the same words.
 #[test]
