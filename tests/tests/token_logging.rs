@@ -3,11 +3,9 @@
 //! table and a few hundred generated turns check that every turn counts exactly once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::config::retry::RetryConfig;
@@ -19,7 +17,6 @@ use serde_json::{json, Value};
 use shared::aws::ledger::DynamoDbLedger;
 use shared::aws::usage::DynamoDbUsageReader;
 use shared::domain::{ModelCall, UsageRecord};
-use shared::ledger::{LedgerError, LedgerFailure, LedgerTurn, RollupUpdate, WriteOutcome};
 use shared::ports::TokenLedger;
 use shared::ports::UsageReader;
 use shared::pricing::{PriceTable, Usd};
@@ -29,6 +26,7 @@ use tests::function_process::{binary_path, FunctionProcess};
 use tests::harness::emulators;
 use tests::lambda_runtime_api::Outcome;
 use tests::moto::workspace_root;
+use token_logging::faults::{FaultyLedger, LedgerFault};
 use token_logging::handler::{BatchSummary, TokenLogger};
 use token_logging::writer::WriterSettings;
 
@@ -41,6 +39,14 @@ struct Logging {
     table: String,
     logger: TokenLogger,
     emf: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Wraps the real adapter in a ledger failing the calls `fail` picks (1 = the first) with `fault`.
+fn faulty(
+    fault: LedgerFault,
+    fail: impl Fn(u32) -> bool + Send + Sync + 'static,
+) -> impl FnOnce(Arc<dyn TokenLedger>) -> Arc<dyn TokenLedger> {
+    move |inner| Arc::new(FaultyLedger::new(inner, fault, move |call, _| fail(call)))
 }
 
 fn fast_settings() -> WriterSettings {
@@ -320,56 +326,11 @@ async fn redelivered_batches_and_duplicates_in_a_batch_count_once() {
     assert_rollups_match_ledger(&l.scan().await);
 }
 
-/// Fails chosen calls (1-based call numbers) like a throttled table, then delegates.
-struct Faulty {
-    inner: Arc<dyn TokenLedger>,
-    calls: AtomicU32,
-    fail: Box<dyn Fn(u32) -> bool + Send + Sync>,
-    as_cancellation: bool,
-}
-
-impl Faulty {
-    fn wrap(
-        as_cancellation: bool,
-        fail: impl Fn(u32) -> bool + Send + Sync + 'static,
-    ) -> impl FnOnce(Arc<dyn TokenLedger>) -> Arc<dyn TokenLedger> {
-        move |inner| Arc::new(Faulty { inner, calls: AtomicU32::new(0), fail: Box::new(fail), as_cancellation })
-    }
-}
-
-#[async_trait]
-impl TokenLedger for Faulty {
-    async fn write(
-        &self,
-        turns: &[&LedgerTurn],
-        rollups: &[RollupUpdate],
-        token: &str,
-    ) -> Result<WriteOutcome, LedgerError> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if (self.fail)(call) {
-            if self.as_cancellation {
-                let c = shared::ledger::Cancellation { throttled: true, ..Default::default() };
-                return Ok(WriteOutcome::Cancelled(c));
-            }
-            return Err(LedgerError {
-                kind: LedgerFailure::Throttled,
-                error: shared::Error::Aws {
-                    service: "dynamodb",
-                    operation: "TransactWriteItems",
-                    code: "ProvisionedThroughputExceededException".into(),
-                    message: "The level of configured provisioned throughput for the table was exceeded".into(),
-                    retryable: true,
-                },
-            });
-        }
-        self.inner.write(turns, rollups, token).await
-    }
-}
-
 #[tokio::test]
 async fn throttling_is_backed_off_and_retried() {
     for (prefix, as_cancellation) in [("tl-throttle-err", false), ("tl-throttle-cancel", true)] {
-        let l = Logging::with(prefix, Faulty::wrap(as_cancellation, |call| call <= 3), fast_settings()).await;
+        let fault = if as_cancellation { LedgerFault::ThrottledCancellation } else { LedgerFault::Throttled };
+        let l = Logging::with(prefix, faulty(fault, |call| call <= 3), fast_settings()).await;
         let records = generate(40, 10, 1);
         let (resp, summary) = l.handle(event_of(&records, "thr")).await;
         assert!(resp.batch_item_failures.is_empty(), "{prefix}");
@@ -414,7 +375,7 @@ async fn partial_failures_return_to_the_queue_and_malformed_records_reach_the_dl
     let mut settings = fast_settings();
     // A turn of four models needs 15 actions (its put and 14 rollups).
     settings.max_actions = 20;
-    let l = Logging::with("tl-partial", Faulty::wrap(false, |call| (2..=5).contains(&call)), settings).await;
+    let l = Logging::with("tl-partial", faulty(LedgerFault::Throttled, |call| (2..=5).contains(&call)), settings).await;
     let sqs = aws_sdk_sqs::Client::new(&l.sdk);
     let dlq =
         sqs.create_queue().queue_name("tl-partial-usage-dlq").send().await.expect("dlq").queue_url.unwrap_or_default();
@@ -504,41 +465,9 @@ async fn a_missing_table_trips_the_circuit_breaker() {
     assert_eq!(trips, 1.0);
 }
 
-/// Commits through the real adapter, then reports a timeout (the answer was lost).
-struct LostAnswer {
-    inner: Arc<dyn TokenLedger>,
-    lose: AtomicU32,
-}
-
-#[async_trait]
-impl TokenLedger for LostAnswer {
-    async fn write(
-        &self,
-        turns: &[&LedgerTurn],
-        rollups: &[RollupUpdate],
-        token: &str,
-    ) -> Result<WriteOutcome, LedgerError> {
-        let out = self.inner.write(turns, rollups, token).await?;
-        if self.lose.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(LedgerError {
-                kind: LedgerFailure::Transient,
-                error: shared::Error::Aws {
-                    service: "dynamodb",
-                    operation: "TransactWriteItems",
-                    code: "Timeout".into(),
-                    message: "request timed out".into(),
-                    retryable: true,
-                },
-            });
-        }
-        Ok(out)
-    }
-}
-
 #[tokio::test]
 async fn a_crash_after_the_write_neither_loses_nor_doubles_rollups() {
-    let l = Logging::with("tl-lost", |inner| Arc::new(LostAnswer { inner, lose: AtomicU32::new(1) }), fast_settings())
-        .await;
+    let l = Logging::with("tl-lost", faulty(LedgerFault::LostAnswer, |call| call == 1), fast_settings()).await;
     let records = generate(20, 5, 5);
     let (resp, _) = l.handle(event_of(&records, "lost")).await;
     assert!(resp.batch_item_failures.is_empty());

@@ -3,6 +3,8 @@
 //! groups turns, [`writer`] writes them with retries behind a [`breaker`].
 
 pub mod breaker;
+#[cfg(any(test, feature = "test-support"))]
+pub mod faults;
 pub mod handler;
 pub mod memory;
 pub mod plan;

@@ -1,15 +1,13 @@
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
-use shared::ledger::{LedgerError, LedgerFailure, RollupUpdate, WriteOutcome};
 use shared::retry::Backoff;
 use shared::telemetry::parse_emf;
 
 use super::*;
+use crate::faults::{FaultyLedger, LedgerFault};
 use crate::memory::MemoryLedger;
 
 fn fixture(name: &str) -> SqsEvent {
@@ -107,67 +105,33 @@ async fn malformed_records_are_failed_for_the_dlq_and_counted() {
     assert_eq!(ledger.snapshot().turns.len(), 1, "the valid record of the batch is written");
 }
 
-/// Fails the first `n` calls the way a throttled table does, then delegates.
-struct Throttled {
-    inner: MemoryLedger,
-    left: AtomicU32,
-    as_cancellation: bool,
-}
-
-#[async_trait]
-impl TokenLedger for Throttled {
-    async fn write(
-        &self,
-        turns: &[&LedgerTurn],
-        rollups: &[RollupUpdate],
-        token: &str,
-    ) -> Result<WriteOutcome, LedgerError> {
-        if self.left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            if self.as_cancellation {
-                return Ok(WriteOutcome::Cancelled(shared::ledger::Cancellation {
-                    throttled: true,
-                    ..Default::default()
-                }));
-            }
-            return Err(LedgerError {
-                kind: LedgerFailure::Throttled,
-                error: shared::Error::Aws {
-                    service: "dynamodb",
-                    operation: "TransactWriteItems",
-                    code: "ProvisionedThroughputExceededException".into(),
-                    message: "throttled".into(),
-                    retryable: true,
-                },
-            });
-        }
-        self.inner.write(turns, rollups, token).await
-    }
-}
-
 #[tokio::test]
 async fn throttling_backs_off_and_then_writes_or_fails_the_records() {
-    for as_cancellation in [false, true] {
-        let ledger = Arc::new(Throttled { inner: MemoryLedger::new(), left: AtomicU32::new(2), as_cancellation });
+    for fault in [LedgerFault::Throttled, LedgerFault::ThrottledCancellation] {
+        let memory = Arc::new(MemoryLedger::new());
+        let ledger = Arc::new(FaultyLedger::first(memory.clone(), fault, 2));
         let h = Harness::new(ledger.clone(), fast());
         let resp = h.logger.handle_batch(fixture("batch"), None).await;
         assert!(resp.batch_item_failures.is_empty());
-        assert_eq!(ledger.inner.snapshot().turns.len(), 3);
+        assert_eq!(memory.snapshot().turns.len(), 3);
         assert_eq!(h.sum("DynamoDBThrottles", Some(("TableName", "usage"))), 2.0);
     }
     // Throttled past the retries: every record goes back to the queue, nothing is half-written.
-    let ledger = Arc::new(Throttled { inner: MemoryLedger::new(), left: AtomicU32::new(100), as_cancellation: false });
+    let memory = Arc::new(MemoryLedger::new());
+    let ledger = Arc::new(FaultyLedger::first(memory.clone(), LedgerFault::Throttled, 100));
     let mut settings = fast();
     settings.breaker_threshold = 100;
     let h = Harness::new(ledger.clone(), settings);
     let resp = h.logger.handle_batch(fixture("batch"), None).await;
     assert_eq!(resp.batch_item_failures.len(), 3);
-    assert!(ledger.inner.snapshot().rollups.is_empty());
+    assert!(memory.snapshot().rollups.is_empty());
     assert_eq!(h.sum("LoggingErrors", Some(("Sink", "usage_table"))), 3.0);
 }
 
 #[tokio::test]
 async fn the_circuit_breaker_stops_calls_to_a_failing_table() {
-    let ledger = Arc::new(Throttled { inner: MemoryLedger::new(), left: AtomicU32::new(1000), as_cancellation: false });
+    let memory = Arc::new(MemoryLedger::new());
+    let ledger = Arc::new(FaultyLedger::first(memory.clone(), LedgerFault::Throttled, 1000));
     let mut settings = fast();
     settings.max_actions = 12; // several transactions per batch (a turn of two models needs 11 actions)
     settings.breaker_threshold = 3;
@@ -181,93 +145,34 @@ async fn the_circuit_breaker_stops_calls_to_a_failing_table() {
     let (_, summary) = h.logger.handle_batch_with_summary(fixture("batch"), None).await;
     assert_eq!(summary.requests, 0);
     // Half-open after the cool-down: one trial, which succeeds and closes the breaker.
-    ledger.left.store(0, Ordering::SeqCst);
+    ledger.heal();
     tokio::time::sleep(Duration::from_millis(60)).await;
     let resp = h.logger.handle_batch(fixture("batch"), None).await;
     assert!(resp.batch_item_failures.is_empty());
-    assert_eq!(ledger.inner.snapshot().turns.len(), 3);
-}
-
-/// Commits, then loses the answer (a timeout after DynamoDB applied the transaction).
-struct LostAnswer {
-    inner: MemoryLedger,
-    lose: AtomicU32,
-}
-
-#[async_trait]
-impl TokenLedger for LostAnswer {
-    async fn write(
-        &self,
-        turns: &[&LedgerTurn],
-        rollups: &[RollupUpdate],
-        token: &str,
-    ) -> Result<WriteOutcome, LedgerError> {
-        let out = self.inner.write(turns, rollups, token).await?;
-        if self.lose.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(LedgerError {
-                kind: LedgerFailure::Transient,
-                error: shared::Error::Aws {
-                    service: "dynamodb",
-                    operation: "TransactWriteItems",
-                    code: "Timeout".into(),
-                    message: "request timed out".into(),
-                    retryable: true,
-                },
-            });
-        }
-        Ok(out)
-    }
+    assert_eq!(memory.snapshot().turns.len(), 3);
 }
 
 #[tokio::test]
 async fn a_lost_answer_after_commit_neither_loses_nor_doubles_rollups() {
-    let ledger = Arc::new(LostAnswer { inner: MemoryLedger::new(), lose: AtomicU32::new(1) });
+    let memory = Arc::new(MemoryLedger::new());
+    let ledger = Arc::new(FaultyLedger::first(memory.clone(), LedgerFault::LostAnswer, 1));
     let h = Harness::new(ledger.clone(), fast());
     let (resp, summary) = h.logger.handle_batch_with_summary(fixture("batch"), None).await;
     assert!(resp.batch_item_failures.is_empty());
     assert_eq!(summary.already_logged, 3, "the retry finds the turns already recorded");
-    let state = ledger.inner.snapshot();
+    let state = memory.snapshot();
     let user = &state.rollups[&("USER#T0001#U024BE7LH".to_string(), "DAY#2026-04-19".to_string())];
     assert_eq!(user.turns, 2);
 }
 
-/// Refuses any request holding one particular turn, as DynamoDB refuses an oversized item.
-struct Poisoned {
-    inner: MemoryLedger,
-    poison: &'static str,
-}
-
-#[async_trait]
-impl TokenLedger for Poisoned {
-    async fn write(
-        &self,
-        turns: &[&LedgerTurn],
-        rollups: &[RollupUpdate],
-        token: &str,
-    ) -> Result<WriteOutcome, LedgerError> {
-        if turns.iter().any(|t| t.record.record_id == self.poison) {
-            return Err(LedgerError {
-                kind: LedgerFailure::Invalid,
-                error: shared::Error::Aws {
-                    service: "dynamodb",
-                    operation: "TransactWriteItems",
-                    code: "ValidationException".into(),
-                    message: "Item size has exceeded the maximum allowed size".into(),
-                    retryable: false,
-                },
-            });
-        }
-        self.inner.write(turns, rollups, token).await
-    }
-}
-
 #[tokio::test]
 async fn a_turn_the_table_refuses_is_isolated_and_the_rest_written() {
-    let ledger = Arc::new(Poisoned { inner: MemoryLedger::new(), poison: "T0001:Ev0002USAGE" });
+    let memory = Arc::new(MemoryLedger::new());
+    let ledger = Arc::new(FaultyLedger::refusing(memory.clone(), "T0001:Ev0002USAGE"));
     let h = Harness::new(ledger.clone(), fast());
     let (resp, summary) = h.logger.handle_batch_with_summary(fixture("batch"), None).await;
     assert_eq!(failed_ids(&resp), vec!["0e1f6a52-7c1d-4d35-9f0e-1a2b3c4d5e02"]);
     assert_eq!((summary.written, summary.failed), (2, 1));
-    assert_eq!(ledger.inner.snapshot().turns.len(), 2);
+    assert_eq!(memory.snapshot().turns.len(), 2);
     assert!(!h.logger.writer.breaker_open(), "a refused record is not a failing table");
 }
