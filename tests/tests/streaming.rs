@@ -14,7 +14,7 @@ use shared::domain::{ThreadRef, TurnStatus};
 use shared::ports::{AgentClient, AgentRequest, ChatClient, ConversationStore, TurnRecord};
 use shared::slack::client::SlackWebClient;
 use slack_gateway::status::{AssistantMode, QueuedStatus, StatusIndicator, StatusSettings, DEFAULT_ASSISTANT_STATUS};
-use slack_gateway::stream::{StreamSettings, MORE_MARKER, PLACEHOLDER};
+use slack_gateway::stream::{NativeMode, StreamSettings, MORE_MARKER, PLACEHOLDER};
 use slack_gateway::worker::APOLOGY;
 use tests::fake_slack::{Fault, RecordedCall};
 use tests::harness::{emulators, Gateway, AGENT_ALIAS_ID, AGENT_ID};
@@ -31,7 +31,9 @@ const MENTION_TS: &str = "1713534720.001234";
 
 async fn gateway(prefix: &str) -> Gateway {
     let mut gw = Gateway::new(prefix).await;
-    gw.worker.settings.stream = StreamSettings { enabled: true, delay: DELAY, update_interval: INTERVAL };
+    // The edited-message path (tests/tests/native_streaming.rs covers Slack's streaming methods).
+    gw.worker.settings.stream =
+        StreamSettings { enabled: true, delay: DELAY, update_interval: INTERVAL, native: NativeMode::Off };
     gw
 }
 

@@ -42,7 +42,13 @@ Titan Embeddings   5,880       $0.59                     down\n\
 async fn gateway(prefix: &str, delay: Option<Duration>) -> Gateway {
     let mut gw = Gateway::new(prefix).await;
     gw.worker.settings.stream = match delay {
-        Some(delay) => StreamSettings { enabled: true, delay, update_interval: Duration::from_millis(1200) },
+        // The edited-message path: its progress edits are text only.
+        Some(delay) => StreamSettings {
+            enabled: true,
+            delay,
+            update_interval: Duration::from_millis(1200),
+            native: slack_gateway::stream::NativeMode::Off,
+        },
         None => StreamSettings { enabled: false, ..StreamSettings::default() },
     };
     gw

@@ -9,6 +9,16 @@
 //!
 //! Redeliveries: the early message's ts is recorded on the turn as soon as it is posted, so a
 //! delivery that resumes the turn after a crash edits that message instead of answering twice.
+//!
+//! Where Slack streams natively (`native`: chat.startStream and friends, SLACK_NATIVE_STREAMING),
+//! a slow turn streams its Markdown into one message instead, and this module's edited early
+//! message is the fallback, decided per turn; `append` is how the text is cut into calls.
+
+mod append;
+mod native;
+
+pub use append::{split_at_chars, Appender};
+pub use native::{closing_blocks, stream_markdown, Native, NativeGate, NativeMode, REFUSAL_MEMORY};
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,8 +46,11 @@ pub struct StreamSettings {
     /// STREAM_DELAY_MS: a turn still running this long after the agent was called gets an
     /// early message.
     pub delay: Duration,
-    /// STREAM_UPDATE_INTERVAL_MS: the shortest time between two edits of the message.
+    /// STREAM_UPDATE_INTERVAL_MS: the shortest time between two edits of the message (or two
+    /// appends to a native stream).
     pub update_interval: Duration,
+    /// SLACK_NATIVE_STREAMING: whether slow answers use Slack's streaming methods.
+    pub native: NativeMode,
 }
 
 impl Default for StreamSettings {
@@ -46,13 +59,14 @@ impl Default for StreamSettings {
             enabled: true,
             delay: Duration::from_millis(1500),
             update_interval: Duration::from_millis(1500),
+            native: NativeMode::Auto,
         }
     }
 }
 
 impl StreamSettings {
-    /// Reads STREAM_REPLIES, STREAM_DELAY_MS, STREAM_UPDATE_INTERVAL_MS; a malformed value, or
-    /// an interval faster than Slack allows, fails init naming the variable.
+    /// Reads STREAM_REPLIES, STREAM_DELAY_MS, STREAM_UPDATE_INTERVAL_MS, SLACK_NATIVE_STREAMING; a
+    /// malformed value, or an interval faster than Slack allows, fails init naming the variable.
     pub fn from_env() -> shared::Result<Self> {
         use shared::config::parsed;
         let defaults = StreamSettings::default();
@@ -62,6 +76,12 @@ impl StreamSettings {
             enabled: parsed("STREAM_REPLIES", true)?,
             delay: Duration::from_millis(delay_ms),
             update_interval: Duration::from_millis(interval_ms),
+            native: match shared::config::optional("SLACK_NATIVE_STREAMING") {
+                None => defaults.native,
+                Some(v) => {
+                    v.parse().map_err(|e| shared::Error::Config(format!("SLACK_NATIVE_STREAMING is not valid: {e}")))?
+                }
+            },
         };
         settings.validate()?;
         Ok(settings)
@@ -101,6 +121,12 @@ pub struct LiveReply {
     progress: watch::Sender<Progress>,
     /// The message the reply lives in, once posted (or found on the turn by a redelivery).
     ts: Mutex<Option<String>>,
+    /// Native streaming, when the turn may use it.
+    native: Option<Native>,
+    /// The turn's native stream, while it is open.
+    stream: Mutex<Option<native::Stream>>,
+    /// An earlier delivery's message, until it is closed as a stream (it may have been one).
+    earlier: Mutex<Option<String>>,
 }
 
 impl LiveReply {
@@ -121,8 +147,17 @@ impl LiveReply {
             message_ts: message_ts.to_string(),
             settings,
             progress: watch::Sender::new(Progress::default()),
-            ts: Mutex::new(existing_ts),
+            ts: Mutex::new(existing_ts.clone()),
+            native: None,
+            stream: Mutex::new(None),
+            earlier: Mutex::new(existing_ts),
         }
+    }
+
+    /// Lets the turn stream natively (when its settings allow) to the asking user.
+    pub fn with_native(mut self, native: Native) -> Self {
+        self.native = Some(native).filter(|_| self.settings.native != NativeMode::Off);
+        self
     }
 
     /// Appends answer text as it arrives (the agent's text sink).
@@ -178,6 +213,10 @@ impl LiveReply {
         if !wait_until(&mut rx, Instant::now() + self.settings.delay).await {
             return;
         }
+        if self.native_wanted() && self.pump_native(&mut rx).await {
+            return;
+        }
+        self.close_earlier_stream().await;
         let (text, mut shown) = snapshot(&rx);
         let body = preview(&text);
         match self.ts() {
@@ -247,6 +286,16 @@ impl LiveReply {
         }
     }
 
+    /// Ends the turn's reply with the answer: into its native stream when one is open and
+    /// `closing` (the answer's Markdown) continues it, else as [`Self::deliver`] does (into the
+    /// stream's message, replacing it). Returns the ts of the reply's first message.
+    pub async fn deliver_answer(&self, parts: Vec<Reply>, closing: Option<&str>) -> Result<String, ChatError> {
+        if let Some(ts) = self.finish_stream(closing).await {
+            return Ok(ts);
+        }
+        self.deliver(parts).await
+    }
+
     /// Sends the final message parts: the first replaces the early message when there is one
     /// (or is posted), the rest are posted after it. Returns the ts of the first.
     ///
@@ -254,6 +303,8 @@ impl LiveReply {
     /// goes again as text (its tables as code blocks), and the turn's other parts go as text too.
     /// A refused call posts or edits nothing, so the answer is never lost nor shown twice.
     pub async fn deliver(&self, parts: Vec<Reply>) -> Result<String, ChatError> {
+        self.finish_stream(None).await;
+        self.close_earlier_stream().await;
         let more = parts.len() > 1;
         let mut blocks_ok = true;
         let mut parts = parts.into_iter();

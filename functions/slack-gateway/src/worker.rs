@@ -34,7 +34,7 @@ pub use budget::{BudgetVerdict, Budgets, BUDGET_NOTICE_SHARE};
 pub use config::{AgentTarget, WorkerConfig, WorkerSettings};
 
 use crate::status::StatusIndicator;
-use crate::stream::LiveReply;
+use crate::stream::{LiveReply, Native};
 use crate::work::{MessageWork, ReactionWork, WorkItem};
 use kept::KeptAnswer;
 
@@ -154,7 +154,13 @@ impl Worker {
             &m.ts,
             self.settings.stream,
             earlier_reply,
-        );
+        )
+        .with_native(Native {
+            mode: self.settings.stream.native,
+            recipient_user_id: m.user_id.clone(),
+            recipient_team_id: m.user_team.clone().unwrap_or_else(|| m.team_id.clone()),
+            gate: self.settings.native_gate.clone(),
+        });
         // Shown (again: the ingress may have) right away, and cleared on every way out below.
         let status = StatusIndicator::new(self.chat.clone(), self.settings.status.clone());
         let shown = status.show(m).await;

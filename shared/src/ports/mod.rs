@@ -11,8 +11,10 @@ use crate::slack::SlackSecret;
 use crate::Result;
 
 mod agent;
+mod stream;
 
 pub use agent::*;
+pub use stream::*;
 
 /// What claiming a dedupe key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +344,36 @@ pub trait ChatClient: Send + Sync {
     /// look users up fail, and the access check then refuses.
     async fn user_info(&self, _user: &str) -> std::result::Result<SlackUser, ChatError> {
         Err(ChatError { method: "users.info", error: "not_supported".into() })
+    }
+    /// Starts a streamed reply in the thread (`chat.startStream`, one attempt: a refusal or a
+    /// rate limit comes back at once and the caller answers the other way); returns its ts.
+    /// Clients that cannot stream refuse with `not_supported`.
+    async fn start_stream(
+        &self,
+        _target: &StreamTarget<'_>,
+        _content: &StreamContent,
+    ) -> std::result::Result<String, ChatError> {
+        Err(ChatError { method: "chat.startStream", error: "not_supported".into() })
+    }
+    /// Adds to a streamed reply (`chat.appendStream`, one attempt: appending is not idempotent).
+    async fn append_stream(
+        &self,
+        _channel: &str,
+        _ts: &str,
+        _content: &StreamContent,
+    ) -> std::result::Result<(), ChatError> {
+        Err(ChatError { method: "chat.appendStream", error: "not_supported".into() })
+    }
+    /// Ends a streamed reply with its last content and `blocks` under it (`chat.stopStream`),
+    /// waiting out rate limits: the end of the answer must land.
+    async fn stop_stream(
+        &self,
+        _channel: &str,
+        _ts: &str,
+        _content: &StreamContent,
+        _blocks: Option<&[serde_json::Value]>,
+    ) -> std::result::Result<(), ChatError> {
+        Err(ChatError { method: "chat.stopStream", error: "not_supported".into() })
     }
 }
 

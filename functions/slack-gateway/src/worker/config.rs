@@ -44,8 +44,10 @@ pub struct WorkerSettings {
     pub store_message_text: bool,
     /// The status shown while the agent works (assistant thread status or reaction).
     pub status: StatusSettings,
-    /// Early message and progress edits for slow turns.
+    /// Early message and progress edits (or a native stream) for slow turns.
     pub stream: StreamSettings,
+    /// What this container learnt about native streaming in its workspace (shared by its turns).
+    pub native_gate: crate::stream::NativeGate,
     /// Retries of throttled or failed agent calls.
     pub agent_backoff: Backoff,
     /// Time kept back from the Lambda deadline to post an apology and record the turn: every
@@ -72,6 +74,7 @@ impl WorkerSettings {
             store_message_text: false,
             status: StatusSettings::default(),
             stream: StreamSettings::default(),
+            native_gate: crate::stream::NativeGate::default(),
             agent_backoff: Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8), max_attempts: 4 },
             deadline_reserve: Duration::from_secs(10),
             min_agent_attempt: Duration::from_secs(5),

@@ -63,7 +63,7 @@ impl Worker {
         live: &LiveReply,
     ) -> Result<Option<String>, ChatError> {
         let parts: Vec<Reply> = kept.parts.iter().cloned().map(Reply::from).collect();
-        let post = match live.deliver(parts).await {
+        let post = match live.deliver_answer(parts, kept.markdown.as_deref()).await {
             // Slack refused this message, not the place: the user still gets the apology.
             Err(e) if e.refused_content() && kept.analytics.outcome != Outcome::Failed => {
                 warn!(slack_method = e.method, error = %e.error, event_id = %m.event_id, "slack refused the answer; posting the apology");

@@ -13,6 +13,10 @@ use crate::work::MessageWork;
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct KeptAnswer {
     pub(super) parts: Vec<KeptPart>,
+    /// The answer as Markdown with its sources, for a native stream to end with (an apology has
+    /// none: it replaces the stream's message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) markdown: Option<String>,
     pub(super) analytics: AnalyticsEvent,
     pub(super) usage: Option<UsageRecord>,
 }
@@ -48,18 +52,19 @@ impl Worker {
         notice: Option<&str>,
         latency_ms: u64,
     ) -> KeptAnswer {
-        let parts = match (&judged.turn, judged.outcome) {
+        let (parts, markdown) = match (&judged.turn, judged.outcome) {
             (Some(t), Outcome::Answered | Outcome::GuardrailBlocked) => {
                 let text = if t.text.trim().is_empty() { NO_ANSWER } else { &t.text };
-                reply_parts(text, &t.sources, notice)
+                (reply_parts(text, &t.sources, notice), Some(crate::stream::stream_markdown(text, &t.sources, notice)))
             }
-            _ => vec![Reply::plain(APOLOGY)],
+            _ => (vec![Reply::plain(APOLOGY)], None),
         };
         let empty = AgentTurn::default();
         let turn = judged.turn.as_ref().unwrap_or(&empty);
         let error_code = judged.error_code.clone();
         KeptAnswer {
             parts: parts.into_iter().map(KeptPart::from).collect(),
+            markdown,
             analytics: self.analytics_event(m, session_id, turn, &judged.spent, judged.outcome, error_code, latency_ms),
             usage: (!judged.spent.is_empty() || judged.usage_unreported)
                 .then(|| self.usage_record(m, &judged.spent, judged.usage_unreported)),

@@ -113,6 +113,13 @@ impl SlackWebClient {
     }
 }
 
+/// Adds a streaming call's `markdown_text` or `chunks` to its body.
+fn with_content(body: &mut Value, content: &crate::ports::StreamContent) {
+    if let Value::Object(fields) = body {
+        fields.extend(content.fields());
+    }
+}
+
 /// Reaction names are sent without the surrounding colons.
 pub(super) fn reaction_name(name: &str) -> &str {
     name.trim().trim_matches(':')
@@ -254,6 +261,56 @@ impl ChatClient for SlackWebClient {
             }
         }
         Ok(first.into_iter().chain(kept).take(limit).collect())
+    }
+
+    async fn start_stream(
+        &self,
+        target: &crate::ports::StreamTarget<'_>,
+        content: &crate::ports::StreamContent,
+    ) -> std::result::Result<String, ChatError> {
+        let mut body = json!({ "channel": target.channel, "thread_ts": target.thread_ts });
+        // Slack requires the recipient outside DMs; sending it in DMs too is harmless.
+        if !target.recipient_user_id.is_empty() {
+            body["recipient_user_id"] = json!(target.recipient_user_id);
+            body["recipient_team_id"] = json!(target.recipient_team_id);
+        }
+        with_content(&mut body, content);
+        // One attempt: a refusal or a rate limit (Tier 2) sends the turn the edited-message way.
+        let answer = self.call_with("chat.startStream", Payload::Json(body), false, false).await?;
+        answer
+            .get("ts")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| ChatError { method: "chat.startStream", error: "invalid_response".into() })
+    }
+
+    async fn append_stream(
+        &self,
+        channel: &str,
+        ts: &str,
+        content: &crate::ports::StreamContent,
+    ) -> std::result::Result<(), ChatError> {
+        let mut body = json!({ "channel": channel, "ts": ts });
+        with_content(&mut body, content);
+        // Text appended twice would show twice: never repeated, and a rate limit is not waited out.
+        self.call_with("chat.appendStream", Payload::Json(body), false, false).await.map(|_| ())
+    }
+
+    async fn stop_stream(
+        &self,
+        channel: &str,
+        ts: &str,
+        content: &crate::ports::StreamContent,
+        blocks: Option<&[Value]>,
+    ) -> std::result::Result<(), ChatError> {
+        let mut body = json!({ "channel": channel, "ts": ts });
+        with_content(&mut body, content);
+        if let Some(blocks) = blocks.filter(|b| !b.is_empty()) {
+            body["blocks"] = json!(blocks);
+        }
+        // The end of the answer must land: rate limits are waited out; not repeated after a
+        // failure that may have reached Slack (the text would show twice).
+        self.call("chat.stopStream", Payload::Json(body), false).await.map(|_| ())
     }
 
     async fn user_info(&self, user: &str) -> std::result::Result<crate::ports::SlackUser, ChatError> {
