@@ -292,3 +292,25 @@ async fn the_messages_tab_is_ignored_and_unknown_shapes_are_drift() {
     assert_eq!(gw.metric_sum("SchemaDrift", Some(("EventType", "assistant_thread_started"))), 1.0);
     assert!(emulators().slack.published_views("UHOMEDRIFT").is_empty());
 }
+
+#[test]
+fn the_manifest_enables_what_the_code_handles() {
+    let path = tests::moto::workspace_root().join("slack-app-manifest.yaml");
+    let text = std::fs::read_to_string(&path).expect("manifest");
+    let manifest: serde_yaml::Value = serde_yaml::from_str(&text).expect("manifest parses");
+    let features = &manifest["features"];
+    assert_eq!(features["app_home"]["home_tab_enabled"], serde_yaml::Value::Bool(true));
+    let description = features["assistant_view"]["assistant_description"].as_str().unwrap_or_default();
+    assert!(!description.is_empty() && description.len() <= 300, "{description}");
+    let prompts: Vec<shared::ports::SuggestedPrompt> =
+        serde_yaml::from_value(features["assistant_view"]["suggested_prompts"].clone()).expect("prompts");
+    assert_eq!(prompts, slack_gateway::assistant::default_prompts(), "the manifest's and the default prompts agree");
+    let list = |v: &serde_yaml::Value| -> Vec<String> {
+        v.as_sequence().into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect()
+    };
+    let events = list(&manifest["settings"]["event_subscriptions"]["bot_events"]);
+    for event in ["assistant_thread_started", "app_home_opened"] {
+        assert!(events.iter().any(|e| e == event), "{event} not subscribed: {events:?}");
+    }
+    assert!(list(&manifest["oauth_config"]["scopes"]["bot"]).iter().any(|s| s == "assistant:write"));
+}
