@@ -236,6 +236,30 @@ impl ChatClient for MemoryChat {
         Ok(replies.split_off(skip))
     }
 
+    async fn set_suggested_prompts(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        title: &str,
+        prompts: &[crate::ports::SuggestedPrompt],
+    ) -> std::result::Result<(), ChatError> {
+        let text = serde_json::json!({ "title": title, "prompts": prompts }).to_string();
+        self.call("assistant.threads.setSuggestedPrompts", channel, thread_ts, &text).map(drop)
+    }
+
+    async fn set_assistant_title(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        title: &str,
+    ) -> std::result::Result<(), ChatError> {
+        self.call("assistant.threads.setTitle", channel, thread_ts, title).map(drop)
+    }
+
+    async fn publish_home(&self, user: &str, blocks: &[serde_json::Value]) -> std::result::Result<(), ChatError> {
+        self.call("views.publish", user, "", &serde_json::Value::Array(blocks.to_vec()).to_string()).map(drop)
+    }
+
     async fn user_info(&self, user: &str) -> std::result::Result<SlackUser, ChatError> {
         self.call("users.info", "", "", user)?;
         Ok(lock(&self.users).get(user).cloned().unwrap_or_default())

@@ -259,6 +259,42 @@ impl FakeSlack {
             .collect()
     }
 
+    /// The calls of `method` in `channel` (by `channel` or `channel_id`) that Slack answered
+    /// with `ok: true`, in order.
+    fn answered(&self, method: &str, channel: &str) -> Vec<RecordedCall> {
+        self.timed_calls_in(channel).into_iter().map(|(c, _)| c).filter(|c| c.method == method && accepted(c)).collect()
+    }
+
+    /// The `assistant.threads.setSuggestedPrompts` calls Slack accepted in `channel`, in order:
+    /// (thread ts, title, prompts as sent).
+    pub fn suggested_prompts(&self, channel: &str) -> Vec<(String, String, Value)> {
+        self.answered("assistant.threads.setSuggestedPrompts", channel)
+            .into_iter()
+            .map(|c| (c.param("thread_ts").to_string(), c.param("title").to_string(), c.params["prompts"].clone()))
+            .collect()
+    }
+
+    /// The `assistant.threads.setTitle` calls Slack accepted in `channel`, in order:
+    /// (thread ts, title).
+    pub fn assistant_titles(&self, channel: &str) -> Vec<(String, String)> {
+        self.answered("assistant.threads.setTitle", channel)
+            .into_iter()
+            .map(|c| (c.param("thread_ts").to_string(), c.param("title").to_string()))
+            .collect()
+    }
+
+    /// The Home tab views published for `user` (`views.publish` calls Slack accepted), in order.
+    pub fn published_views(&self, user: &str) -> Vec<Value> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == "views.publish" && accepted(c) && c.param("user_id") == user)
+            .map(|c| match &c.params["view"] {
+                Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+                v => v.clone(),
+            })
+            .collect()
+    }
+
     /// The texts the bot posted in `channel` (successful `chat.postMessage` calls), in order.
     pub fn posted_texts(&self, channel: &str) -> Vec<String> {
         self.calls_for(channel)
@@ -615,6 +651,13 @@ impl Store {
                     _ => error_body("invalid_arguments"),
                 }
             }
+            "assistant.threads.setSuggestedPrompts" => answer_suggested_prompts(params),
+            "assistant.threads.setTitle" => match (str_param("channel_id"), str_param("thread_ts"), str_param("title"))
+            {
+                (Some(_), Some(_), Some(_)) => json!({ "ok": true }),
+                _ => error_body("invalid_arguments"),
+            },
+            "views.publish" => answer_views_publish(params),
             "files.getUploadURLExternal" => {
                 let Some(filename) = str_param("filename") else { return error_body("invalid_arguments") };
                 let length_ok = str_param("length").and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l > 0);
@@ -769,6 +812,44 @@ fn stream_content(params: &Value) -> Result<(String, Map<String, Value>), &'stat
         return Err("msg_too_long");
     }
     Ok((markdown, tasks))
+}
+
+/// Whether Slack answered `call` with `ok: true` (for the methods whose answer has no side
+/// effects: the assistant thread methods and `views.publish`).
+fn accepted(call: &RecordedCall) -> bool {
+    call.fault.is_none() && call.authorized && Store::default().answer(&call.method, &call.params, 0, "")["ok"] == true
+}
+
+/// `assistant.threads.setSuggestedPrompts`: a channel, a thread and 1 to 4 prompts, each with a
+/// non-empty `title` and `message` (Slack's limit of four).
+fn answer_suggested_prompts(params: &Value) -> Value {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty());
+    let prompts = params.get("prompts").and_then(Value::as_array);
+    let well_formed =
+        prompts.is_some_and(|p| (1..=4).contains(&p.len()) && p.iter().all(|x| text(x, "title") && text(x, "message")));
+    if text(params, "channel_id") && text(params, "thread_ts") && well_formed {
+        json!({ "ok": true })
+    } else {
+        error_body("invalid_arguments")
+    }
+}
+
+/// `views.publish`: a user and a `home` view of at most 100 blocks (the view as an object or,
+/// as in a form body, JSON-encoded); answers with the view, as Slack does.
+fn answer_views_publish(params: &Value) -> Value {
+    let view = match params.get("view") {
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+        Some(v) => v.clone(),
+        None => Value::Null,
+    };
+    let user = params.get("user_id").and_then(Value::as_str).filter(|u| !u.is_empty());
+    let blocks = view.get("blocks").and_then(Value::as_array);
+    match (user, view.get("type").and_then(Value::as_str), blocks) {
+        (Some(_), Some("home"), Some(b)) if b.len() <= 100 => json!({ "ok": true, "view": view }),
+        (Some(_), Some(_), Some(b)) if b.len() <= 100 => error_body("invalid_arguments"),
+        (Some(_), _, Some(_)) => error_body("invalid_blocks"),
+        _ => error_body("invalid_arguments"),
+    }
 }
 
 fn error_body(error: &str) -> Value {

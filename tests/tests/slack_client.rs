@@ -320,3 +320,30 @@ async fn the_token_only_travels_in_the_authorization_header() {
     }
     assert!(!format!("{slack:?}").contains(BOT_TOKEN));
 }
+
+#[tokio::test]
+async fn sets_suggested_prompts_and_titles_and_publishes_home_views() {
+    use shared::ports::SuggestedPrompt;
+    let fake = fake();
+    let slack = client(fake);
+    let prompt = |n: usize| SuggestedPrompt { title: format!("Title {n}"), message: format!("Message {n}") };
+    let four: Vec<SuggestedPrompt> = (1..=4).map(prompt).collect();
+    slack.set_suggested_prompts("DPROMPTS", "1.000100", "Try asking", &four).await.unwrap();
+    // Slack takes at most four: a fifth is refused, and not recorded as set.
+    let five: Vec<SuggestedPrompt> = (1..=5).map(prompt).collect();
+    let refused = slack.set_suggested_prompts("DPROMPTS", "1.000200", "Try asking", &five).await.unwrap_err();
+    assert_eq!(refused.error, "invalid_arguments");
+    let set = fake.suggested_prompts("DPROMPTS");
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert_eq!(set[0].0, "1.000100");
+    assert_eq!(set[0].1, "Try asking");
+    assert_eq!(set[0].2[3], json!({"title": "Title 4", "message": "Message 4"}));
+
+    slack.set_assistant_title("DPROMPTS", "1.000100", "VPN keeps dropping").await.unwrap();
+    assert_eq!(fake.assistant_titles("DPROMPTS"), vec![("1.000100".to_string(), "VPN keeps dropping".to_string())]);
+
+    let blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": "*Your usage*"}})];
+    slack.publish_home("UHOMECLIENT", &blocks).await.unwrap();
+    let views = fake.published_views("UHOMECLIENT");
+    assert_eq!(views, vec![json!({"type": "home", "blocks": blocks})]);
+}

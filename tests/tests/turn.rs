@@ -99,6 +99,7 @@ impl Memory {
                 agent_alias_id: AGENT_ALIAS_ID.into(),
             }),
             files: Arc::new(MemoryFiles::default()),
+            home: None,
         };
         Memory { ingress, worker, queue, chat, agent, sinks, conversations }
     }

@@ -58,8 +58,14 @@ const IGNORED_SUBTYPES: &[&str] = &[
 const QUESTION_SUBTYPES: &[&str] = &["file_share", "thread_broadcast", "me_message"];
 
 /// Event types Slack may send that this product deliberately does not act on.
-const IGNORED_EVENT_TYPES: &[&str] =
-    &["app_home_opened", "app_uninstalled", "tokens_revoked", "member_joined_channel", "member_left_channel"];
+/// (`assistant_thread_context_changed`: the answers do not depend on the channel being viewed.)
+const IGNORED_EVENT_TYPES: &[&str] = &[
+    "assistant_thread_context_changed",
+    "app_uninstalled",
+    "tokens_revoked",
+    "member_joined_channel",
+    "member_left_channel",
+];
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
@@ -118,6 +124,10 @@ fn classify_callback(body: &Value, received_at_ms: i64, feedback: &FeedbackSetti
             let reaction = Reaction { event_type, event_id, team_id, bot_user_id: bot_user_id.as_deref() };
             classify_reaction(&reaction, event, received_at_ms, feedback)
         }
+        "assistant_thread_started" => {
+            crate::assistant::classify_thread_started(event, event_id, team_id, received_at_ms)
+        }
+        "app_home_opened" => crate::home::classify_home_opened(event, event_id, team_id, received_at_ms),
         t if IGNORED_EVENT_TYPES.contains(&t) => {
             Decision::Ignore { event_type: t.into(), reason: "event type not acted on" }
         }
@@ -643,6 +653,16 @@ mod properties {
                     prop_assert!(!v.is_empty(), "accepted reaction without {}: {:?}", name, r);
                 }
                 prop_assert!(FeedbackSettings::default().sentiment(&r.reaction).is_some(), "not feedback: {:?}", r);
+            }
+            WorkItem::AssistantThread(t) => {
+                for v in [&t.event_id, &t.team_id, &t.channel_id, &t.thread_ts, &t.user_id] {
+                    prop_assert!(!v.is_empty(), "accepted thread start with an empty id: {:?}", t);
+                }
+            }
+            WorkItem::Home(h) => {
+                for v in [&h.event_id, &h.team_id, &h.user_id] {
+                    prop_assert!(!v.is_empty(), "accepted Home tab with an empty id: {:?}", h);
+                }
             }
         }
         Ok(())

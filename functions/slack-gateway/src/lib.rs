@@ -2,9 +2,11 @@
 //! `slack-worker` runs each turn through the Bedrock Agent and answers in the thread.
 
 pub mod access;
+pub mod assistant;
 pub mod attachments;
 pub mod classify;
 pub mod feedback;
+pub mod home;
 pub mod ingress;
 pub mod reactions;
 pub mod status;

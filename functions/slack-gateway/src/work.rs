@@ -11,6 +11,10 @@ pub enum WorkItem {
     Message(MessageWork),
     /// A reaction added to or removed from a message (feedback on bot answers).
     Reaction(ReactionWork),
+    /// A user opened an assistant thread: its suggested prompts are set.
+    AssistantThread(AssistantThreadWork),
+    /// A user opened the app's Home tab: their own usage view is published.
+    Home(HomeWork),
 }
 
 impl WorkItem {
@@ -19,7 +23,25 @@ impl WorkItem {
         match self {
             WorkItem::Message(m) => &m.event_id,
             WorkItem::Reaction(r) => &r.event_id,
+            WorkItem::AssistantThread(t) => &t.event_id,
+            WorkItem::Home(h) => &h.event_id,
         }
+    }
+
+    /// The ingress's dedupe keys: the event id, plus one per message (app_mention and
+    /// message.* both fire for one message, with different event ids) and one per user and
+    /// minute for the Home tab (each open of the tab is a new event; one refresh a minute is
+    /// plenty, and more would only pile up in the queue).
+    pub fn dedup_keys(&self) -> Vec<String> {
+        let mut keys = vec![format!("evt#{}", self.event_id())];
+        match self {
+            WorkItem::Message(m) => keys.push(format!("msg#{}#{}#{}", m.team_id, m.channel_id, m.ts)),
+            WorkItem::Home(h) => {
+                keys.push(format!("home#{}#{}#{}", h.team_id, h.user_id, h.received_at_ms.div_euclid(HOME_REFRESH_MS)))
+            }
+            WorkItem::Reaction(_) | WorkItem::AssistantThread(_) => {}
+        }
+        keys
     }
 
     /// The FIFO group: the Slack thread the item belongs to.
@@ -30,8 +52,46 @@ impl WorkItem {
                 ThreadRef { team_id: r.team_id.clone(), channel_id: r.channel_id.clone(), thread_ts: r.item_ts.clone() }
                     .group_id()
             }
+            // The thread's own group: its prompts are set before its first question is answered.
+            WorkItem::AssistantThread(t) => t.thread().group_id(),
+            // One group per user: a user's refreshes run one at a time, apart from any thread.
+            WorkItem::Home(h) => format!("home:{}:{}", h.team_id, h.user_id),
         }
     }
+}
+
+/// The Home tab is refreshed at most once per user in this many milliseconds.
+pub const HOME_REFRESH_MS: i64 = 60_000;
+
+/// `assistant_thread_started`: a user opened an assistant thread (the app's DM, in a thread).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssistantThreadWork {
+    pub event_id: String,
+    pub team_id: String,
+    pub channel_id: String,
+    pub thread_ts: String,
+    pub user_id: String,
+    pub received_at_ms: i64,
+}
+
+impl AssistantThreadWork {
+    /// The assistant thread.
+    pub fn thread(&self) -> ThreadRef {
+        ThreadRef {
+            team_id: self.team_id.clone(),
+            channel_id: self.channel_id.clone(),
+            thread_ts: self.thread_ts.clone(),
+        }
+    }
+}
+
+/// `app_home_opened` on the Home tab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeWork {
+    pub event_id: String,
+    pub team_id: String,
+    pub user_id: String,
+    pub received_at_ms: i64,
 }
 
 /// A user message: one turn.

@@ -60,6 +60,8 @@ pub struct Worker {
     pub feedback: Arc<crate::feedback::FeedbackRecorder>,
     /// Users' files in, the agent's files out.
     pub files: Arc<dyn FileTransfer>,
+    /// The rollup reads of the App Home tab (with `spend`); None = Home tabs are not published.
+    pub home: Option<Arc<crate::home::HomeSources>>,
 }
 
 /// Why a work item must go back to the queue.
@@ -125,6 +127,22 @@ impl Worker {
         match item {
             WorkItem::Message(m) => self.answer(&m, deadline).await,
             WorkItem::Reaction(r) => self.reaction(&r).await,
+            WorkItem::AssistantThread(t) => {
+                if self.settings.status.assistant != crate::status::AssistantMode::Off {
+                    crate::assistant::start_thread(self.chat.as_ref(), &self.settings.assistant, &t, &self.metrics)
+                        .await;
+                }
+                Ok(())
+            }
+            WorkItem::Home(h) => {
+                if let Some(home) = &self.home {
+                    let (chat, spend) = (self.chat.as_ref(), self.spend.as_ref());
+                    let b = &self.settings.budgets;
+                    let limits = crate::home::Limits { daily_usd: b.daily_usd, monthly_usd: b.monthly_usd };
+                    crate::home::publish(chat, spend, home, &limits, &h, &self.metrics).await;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -164,6 +182,13 @@ impl Worker {
         // Shown (again: the ingress may have) right away, and cleared on every way out below.
         let status = StatusIndicator::new(self.chat.clone(), self.settings.status.clone());
         let shown = status.show(m).await;
+        // The thread's first turn names it in the app's history; later turns never rename it.
+        if previous.is_none()
+            && m.assistant_thread
+            && self.settings.status.assistant != crate::status::AssistantMode::Off
+        {
+            crate::assistant::title_thread(self.chat.as_ref(), m, &self.metrics).await;
+        }
         let ran = self.run(m, record, kept, previous.as_ref(), deadline, &live).await;
         status.clear(m, shown).await;
         ran

@@ -198,6 +198,13 @@ pub trait FileTransfer: Send + Sync {
     ) -> std::result::Result<String, ChatError>;
 }
 
+/// A suggested prompt of an assistant thread: the button's title and the message it sends.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SuggestedPrompt {
+    pub title: String,
+    pub message: String,
+}
+
 /// A message already in a Slack thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadMessage {
@@ -333,6 +340,30 @@ pub trait ChatClient: Send + Sync {
         thread_ts: &str,
         status: &str,
     ) -> std::result::Result<(), ChatError>;
+    /// Sets an assistant thread's suggested prompts under `title`
+    /// (`assistant.threads.setSuggestedPrompts`, scope assistant:write, at most 4 prompts).
+    async fn set_suggested_prompts(
+        &self,
+        _channel: &str,
+        _thread_ts: &str,
+        _title: &str,
+        _prompts: &[SuggestedPrompt],
+    ) -> std::result::Result<(), ChatError> {
+        Err(ChatError { method: "assistant.threads.setSuggestedPrompts", error: "not_supported".into() })
+    }
+    /// Sets an assistant thread's title in the app's history (`assistant.threads.setTitle`).
+    async fn set_assistant_title(
+        &self,
+        _channel: &str,
+        _thread_ts: &str,
+        _title: &str,
+    ) -> std::result::Result<(), ChatError> {
+        Err(ChatError { method: "assistant.threads.setTitle", error: "not_supported".into() })
+    }
+    /// Publishes `user`'s own Home tab (`views.publish`, a `home` view of `blocks`).
+    async fn publish_home(&self, _user: &str, _blocks: &[serde_json::Value]) -> std::result::Result<(), ChatError> {
+        Err(ChatError { method: "views.publish", error: "not_supported".into() })
+    }
     /// The thread's messages, oldest first, at most `limit`.
     async fn thread_replies(
         &self,

@@ -7,6 +7,6 @@ mod secret;
 pub mod signature;
 
 pub use client::SlackWebClient;
-pub use mrkdwn::{render_reply, split_message, to_mrkdwn, Reply, MAX_MESSAGE_CHARS};
+pub use mrkdwn::{merge_sources, render_reply, split_message, to_mrkdwn, CitedSource, Reply, MAX_MESSAGE_CHARS};
 pub use secret::SlackSecret;
 pub use signature::{sign, verify, SignatureError};

@@ -11,13 +11,15 @@
 
 mod links;
 mod render;
+mod sources;
 mod split;
 mod table;
 
 use serde_json::{json, Value};
 
-use links::{is_web_url, link_target};
 use render::{render, Rendered};
+use sources::sources_section;
+pub use sources::{merge_sources, CitedSource};
 pub use split::{part_floor, split_message, MAX_FENCE_MARGIN};
 use split::{split, with_cut_notice};
 use table::RenderedTable;
@@ -145,33 +147,6 @@ pub fn render_reply(answer_markdown: &str, sources: &[String]) -> Vec<Reply> {
         parts.push(with_cut_notice(&last));
     }
     parts.into_iter().map(|part| Reply::from_part(part, &tables)).collect()
-}
-
-/// `*Sources*` then one `• source` line per distinct source; URLs become links.
-fn sources_section(sources: &[String]) -> String {
-    let mut seen: Vec<&str> = Vec::new();
-    for source in sources.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        if !seen.contains(&source) {
-            seen.push(source);
-        }
-    }
-    if seen.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("*Sources*");
-    for source in seen {
-        out.push('\n');
-        out.push_str(BULLET);
-        out.push(' ');
-        if is_web_url(source) {
-            out.push('<');
-            out.push_str(&link_target(source));
-            out.push('>');
-        } else {
-            out.push_str(&escape(source));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -216,11 +216,7 @@ impl Ingress {
         deadline: tokio::time::Instant,
     ) -> LambdaFunctionUrlResponse {
         let event_id = item.event_id().to_string();
-        let mut keys = vec![format!("evt#{event_id}")];
-        if let WorkItem::Message(m) = &item {
-            // app_mention and message.* both fire for one message, with different event ids.
-            keys.push(format!("msg#{}#{}#{}", m.team_id, m.channel_id, m.ts));
-        }
+        let keys = item.dedup_keys();
         // This delivery's claims: each is pending until the queue has the event.
         let owner = format!("{event_id}/{:016x}", fastrand::u64(..));
         let mut held: Vec<String> = Vec::new();

@@ -62,6 +62,8 @@ pub struct WorkerSettings {
     pub files: crate::attachments::FileSettings,
     /// Whether guests and Slack Connect users are answered (ALLOW_GUESTS, ALLOW_EXTERNAL_USERS).
     pub access: crate::access::AccessPolicy,
+    /// The suggested prompts of new assistant threads (SUGGESTED_PROMPTS).
+    pub assistant: crate::assistant::AssistantSettings,
 }
 
 impl WorkerSettings {
@@ -81,6 +83,7 @@ impl WorkerSettings {
             budgets: Budgets::default(),
             files: crate::attachments::FileSettings::default(),
             access: crate::access::AccessPolicy::default(),
+            assistant: crate::assistant::AssistantSettings::default(),
         }
     }
 }
@@ -166,6 +169,7 @@ impl WorkerConfig {
             Budgets { daily_usd: limit("USER_DAILY_BUDGET_USD")?, monthly_usd: limit("USER_MONTHLY_BUDGET_USD")? };
         settings.files = crate::attachments::FileSettings::from_env()?;
         settings.access = crate::access::AccessPolicy::from_env()?;
+        settings.assistant = crate::assistant::AssistantSettings::from_env()?;
         let file_hosts = match optional("SLACK_FILE_HOSTS") {
             None => shared::slack::files::FileHosts::slack(),
             Some(list) => shared::slack::files::FileHosts::parse(&list)

@@ -21,6 +21,7 @@ use shared::telemetry::Metrics;
 use super::config::AgentTarget;
 use super::{Worker, WorkerConfig};
 use crate::feedback::{FeedbackRecorder, FeedbackSink};
+use crate::home::HomeSources;
 
 impl Worker {
     /// The worker: AWS adapters over `sdk`, the agent over `agent_sdk` (the same config in Lambda),
@@ -43,6 +44,7 @@ impl Worker {
                 .with_token_source(secrets, TOKEN_REFRESH_INTERVAL),
         );
         let conversations = || DynamoDbConversations::new(dynamodb.clone(), &config.conversations_table);
+        let usage = Arc::new(DynamoDbUsageReader::new(dynamodb.clone(), &config.usage_table));
         Ok(Worker {
             agent: agent(config, agent_sdk),
             chat: slack.clone(),
@@ -59,7 +61,9 @@ impl Worker {
                 agent_id: config.agent_id.clone(),
                 agent_alias_id: config.agent_alias_id.clone(),
             }),
-            spend: Arc::new(DynamoDbUsageReader::new(dynamodb.clone(), &config.usage_table)),
+            spend: usage.clone(),
+            // The same reader: budgets, "my usage" and the Home tab read the rollups one way.
+            home: Some(Arc::new(HomeSources { days: usage.clone(), usage })),
             prices: Arc::new(prices),
             metrics,
             settings: config.settings.clone(),

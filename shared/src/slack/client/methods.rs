@@ -313,6 +313,34 @@ impl ChatClient for SlackWebClient {
         self.call("chat.stopStream", Payload::Json(body), false).await.map(|_| ())
     }
 
+    async fn set_suggested_prompts(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        title: &str,
+        prompts: &[crate::ports::SuggestedPrompt],
+    ) -> std::result::Result<(), ChatError> {
+        let body = json!({ "channel_id": channel, "thread_ts": thread_ts, "title": title, "prompts": prompts });
+        // Setting the same prompts again replaces them: safe to repeat.
+        self.call("assistant.threads.setSuggestedPrompts", Payload::Json(body), true).await.map(|_| ())
+    }
+
+    async fn set_assistant_title(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        title: &str,
+    ) -> std::result::Result<(), ChatError> {
+        let body = json!({ "channel_id": channel, "thread_ts": thread_ts, "title": title });
+        self.call("assistant.threads.setTitle", Payload::Json(body), true).await.map(|_| ())
+    }
+
+    async fn publish_home(&self, user: &str, blocks: &[Value]) -> std::result::Result<(), ChatError> {
+        let body = json!({ "user_id": user, "view": { "type": "home", "blocks": blocks } });
+        // The whole view is replaced each time: publishing it twice is harmless.
+        self.call("views.publish", Payload::Json(body), true).await.map(|_| ())
+    }
+
     async fn user_info(&self, user: &str) -> std::result::Result<crate::ports::SlackUser, ChatError> {
         let query = [("user", user.to_string())];
         let answer = self.call("users.info", Payload::Query(&query), true).await?;
