@@ -309,7 +309,76 @@ fn afternoon(clock: &mut Clock, morning: &[Step], replies: &BTreeMap<(String, St
         retry.retry = true;
         steps.push(retry);
     }
+    // Slack's AI-app surface: a new assistant thread gets its suggested prompts, and a user
+    // opening the bot's Home tab sees their own month.
+    let mut started = envelope("slack/assistant_thread_started", "EvA08");
+    started["event"]["assistant_thread"]["user_id"] = json!(HOME_USER);
+    started["event"]["assistant_thread"]["channel_id"] = json!(ASSISTANT_DM);
+    started["event"]["assistant_thread"]["thread_ts"] = json!(clock.next());
+    steps.push(Step::new(format!("opens a new assistant thread ({HOME_USER})"), started));
+    let mut home = envelope("slack/app_home_opened", "EvA09");
+    home["event"]["user"] = json!(HOME_USER);
+    steps.push(Step::new(format!("opens the bot's Home tab ({HOME_USER})"), home));
     steps
+}
+
+/// The user who opens an assistant thread and the Home tab in the afternoon, and their DM.
+const HOME_USER: &str = "U01ALICE";
+const ASSISTANT_DM: &str = "D01ALICE";
+
+/// What the AI-app surface showed: the suggested prompts of the new assistant thread and the
+/// Home tab the user opened (their own month, nobody else's).
+fn ai_app_view(problems: &mut Vec<String>) {
+    let slack = &emulators().slack;
+    println!("\n== Slack's AI-app surface");
+    let prompts = slack.suggested_prompts(ASSISTANT_DM);
+    match prompts.first() {
+        Some((_, title, list)) => {
+            let titles: Vec<&str> = list.as_array().into_iter().flatten().filter_map(|p| p["title"].as_str()).collect();
+            println!("  assistant thread ({HOME_USER}): \"{title}\" with prompts {}", titles.join(" · "));
+        }
+        None => problems.push(format!("no suggested prompts were set for {HOME_USER}'s new assistant thread")),
+    }
+    let views = slack.published_views(HOME_USER);
+    let Some(view) = views.last() else {
+        problems.push(format!("{HOME_USER}'s Home tab was never published"));
+        return;
+    };
+    let text = view_text(view);
+    println!("  Home tab ({HOME_USER}):");
+    for line in text.lines().filter(|l| !l.trim().is_empty()).take(14) {
+        println!("    {line}");
+    }
+    if !text.contains('$') {
+        problems.push(format!("{HOME_USER}'s Home tab shows no spend: {text}"));
+    }
+    for other in ["U02BOB", "U03CAROL", OVER_BUDGET_USER] {
+        if text.contains(other) {
+            problems.push(format!("{HOME_USER}'s Home tab names another user ({other})"));
+        }
+    }
+}
+
+/// The text of a view's blocks (sections, context elements, fields), as the user reads it.
+fn view_text(view: &Value) -> String {
+    let mut out = Vec::new();
+    let blocks = view.get("blocks").or_else(|| view.pointer("/view/blocks"));
+    for block in blocks.and_then(Value::as_array).into_iter().flatten() {
+        for text in [block.pointer("/text/text")].into_iter().flatten().chain(
+            block
+                .get("fields")
+                .or_else(|| block.get("elements"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.get("text").and_then(|t| t.as_str().map(|_| t).or_else(|| t.get("text")))),
+        ) {
+            if let Some(t) = text.as_str() {
+                out.push(t.to_string());
+            }
+        }
+    }
+    out.join("\n")
 }
 
 fn sign(body: &str, secret: &str) -> (String, String) {
@@ -544,6 +613,7 @@ async fn main() -> ExitCode {
 
     let steps: Vec<&Step> = morning.iter().chain(&afternoon).collect();
     slack_view(&steps, &mut problems);
+    ai_app_view(&mut problems);
     action_group(&progress, &stack, &mut problems).await;
 
     scheduled(&progress, &stack.metrics_publisher, fixture("schedule/metrics_publisher"), &mut problems).await;
