@@ -6,6 +6,7 @@ pub mod attachments;
 pub mod classify;
 pub mod feedback;
 pub mod ingress;
+pub mod interactive;
 pub mod reactions;
 pub mod status;
 pub mod stream;

@@ -11,6 +11,8 @@ pub enum WorkItem {
     Message(MessageWork),
     /// A reaction added to or removed from a message (feedback on bot answers).
     Reaction(ReactionWork),
+    /// A press of an answer's feedback buttons (Slack interactivity).
+    FeedbackButton(crate::interactive::ButtonWork),
 }
 
 impl WorkItem {
@@ -19,6 +21,7 @@ impl WorkItem {
         match self {
             WorkItem::Message(m) => &m.event_id,
             WorkItem::Reaction(r) => &r.event_id,
+            WorkItem::FeedbackButton(b) => &b.event_id,
         }
     }
 
@@ -30,6 +33,7 @@ impl WorkItem {
                 ThreadRef { team_id: r.team_id.clone(), channel_id: r.channel_id.clone(), thread_ts: r.item_ts.clone() }
                     .group_id()
             }
+            WorkItem::FeedbackButton(b) => b.group().group_id(),
         }
     }
 }

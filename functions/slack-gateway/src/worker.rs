@@ -9,6 +9,7 @@
 
 mod agent;
 mod budget;
+mod buttons;
 mod config;
 mod finish;
 mod history;
@@ -125,6 +126,7 @@ impl Worker {
         match item {
             WorkItem::Message(m) => self.answer(&m, deadline).await,
             WorkItem::Reaction(r) => self.reaction(&r).await,
+            WorkItem::FeedbackButton(b) => self.feedback_button(&b).await,
         }
     }
 
