@@ -32,6 +32,7 @@ use shared::telemetry::Metrics;
 use tracing::{error, info, warn};
 
 pub use budget::{BudgetVerdict, Budgets, BUDGET_NOTICE_SHARE};
+pub use buttons::{THANKS_NEGATIVE, THANKS_POSITIVE};
 pub use config::{AgentTarget, WorkerConfig, WorkerSettings};
 
 use crate::status::StatusIndicator;
