@@ -4,6 +4,13 @@
 //! reaction, counted once however often it arrives, with an ephemeral thanks to the presser.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use metrics_publisher::cloudwatch::{MetricDatum, MetricSink};
+use metrics_publisher::handler::MetricsPublisher;
+use metrics_publisher::kpi::KpiSettings;
+use shared::aws::conversations::DynamoDbConversations;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
@@ -127,6 +134,34 @@ async fn feedback_rollup(gw: &Gateway) -> (i64, i64) {
     (n(&item, "positive"), n(&item, "negative"))
 }
 
+#[derive(Default)]
+struct Recorded(Mutex<Vec<MetricDatum>>);
+
+#[async_trait]
+impl MetricSink for Recorded {
+    async fn put(&self, datums: &[MetricDatum], _ts: i64) -> shared::Result<()> {
+        self.0.lock().unwrap().extend_from_slice(datums);
+        Ok(())
+    }
+}
+
+/// metrics-publisher's figure `name` (no dimensions) over the gateway's table now.
+async fn published(gw: &Gateway, name: &str) -> Option<f64> {
+    let sink = Arc::new(Recorded::default());
+    let conversations =
+        DynamoDbConversations::new(aws_sdk_dynamodb::Client::new(&gw.sdk), &gw.resources.conversations_table);
+    let p = MetricsPublisher {
+        conversations: Arc::new(conversations),
+        sink: sink.clone(),
+        settings: KpiSettings::default(),
+        sweeper: None,
+        usage_queue: None,
+    };
+    p.run(chrono::Utc::now().timestamp_millis()).await.expect("publisher run");
+    let datums = sink.0.lock().unwrap().clone();
+    datums.iter().find(|d| d.name == name && d.dimensions.is_empty()).map(|d| d.value)
+}
+
 fn ephemerals(channel: &str) -> Vec<(String, String, String)> {
     emulators()
         .slack
@@ -201,6 +236,8 @@ async fn double_clicks_and_retries_count_once_and_the_other_thumb_replaces_the_s
     assert_eq!(feedback_items(&gw, channel).await.len(), 1);
     assert_eq!(feedback_events(&gw).await.len(), 1);
     assert_eq!(ephemerals(channel).len(), 1, "thanked once");
+    assert_eq!(published(&gw, "FeedbackCount").await, Some(1.0));
+    assert_eq!(published(&gw, "SatisfactionScore").await, Some(100.0));
 
     // Thumbs down instead: the positive is taken back, as removing a reaction would.
     press(&gw, &press_payload(channel, &reply_ts, "UONCE", "negative", "1713534804.000001")).await;
@@ -218,6 +255,8 @@ async fn double_clicks_and_retries_count_once_and_the_other_thumb_replaces_the_s
     }
     assert_eq!(actions.len(), 3, "{actions:?}");
     assert_eq!(ephemerals(channel).len(), 2);
+    assert_eq!(published(&gw, "FeedbackCount").await, Some(1.0), "still one feedback");
+    assert_eq!(published(&gw, "SatisfactionScore").await, Some(0.0));
 }
 
 #[tokio::test]
