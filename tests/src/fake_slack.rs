@@ -304,6 +304,15 @@ impl FakeSlack {
             .collect()
     }
 
+    /// The ephemeral messages the bot showed in `channel` (successful `chat.postEphemeral`
+    /// calls), in order.
+    pub fn ephemerals(&self, channel: &str) -> Vec<RecordedCall> {
+        self.calls_for(channel)
+            .into_iter()
+            .filter(|c| c.method == "chat.postEphemeral" && c.fault.is_none() && c.authorized)
+            .collect()
+    }
+
     /// Sets the messages `conversations.replies` returns for the thread (oldest first; each
     /// should have at least `ts`). Messages the bot posts in the thread are appended.
     pub fn seed_thread(&self, channel: &str, thread_ts: &str, messages: Vec<Value>) {
@@ -644,6 +653,13 @@ impl Store {
             }
             "chat.startStream" | "chat.appendStream" | "chat.stopStream" => self.stream_call(method, params, base_secs),
             "reactions.add" | "reactions.remove" => json!({ "ok": true }),
+            // Shown to one user only: nothing is added to the thread.
+            "chat.postEphemeral" => match (str_param("channel"), str_param("user"), str_param("text")) {
+                (None, _, _) => error_body("channel_not_found"),
+                (_, None, _) => error_body("user_not_in_channel"),
+                (_, _, None) => error_body("no_text"),
+                _ => json!({ "ok": true, "message_ts": self.next_ts(base_secs) }),
+            },
             "assistant.threads.setStatus" => {
                 // `status` may be empty (it clears the status) but must be sent.
                 match (str_param("channel_id"), str_param("thread_ts"), params.get("status")) {

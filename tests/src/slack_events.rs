@@ -58,3 +58,43 @@ pub fn signed(name: &str, secret: &str, tag: &str, channel: &str) -> (LambdaFunc
     let signed = with_body(event, &body, secret, chrono::Utc::now().timestamp());
     (request(&signed), body)
 }
+
+/// The interactive payload of a form-encoded Function URL fixture (`payload=<JSON>`), e.g.
+/// `slack/block_actions_feedback`.
+pub fn interaction_payload(event: &Value) -> Value {
+    let raw = event["body"].as_str().unwrap_or_default();
+    let bytes = if event["isBase64Encoded"].as_bool().unwrap_or(false) {
+        base64::engine::general_purpose::STANDARD.decode(raw).unwrap_or_default()
+    } else {
+        raw.as_bytes().to_vec()
+    };
+    let form = String::from_utf8(bytes).unwrap_or_default();
+    let field = form.split('&').find_map(|pair| pair.strip_prefix("payload=")).unwrap_or_default();
+    serde_json::from_str(&crate::fake_slack::percent_decode(field)).unwrap_or(Value::Null)
+}
+
+/// `payload` form-encoded as Slack sends interactive payloads: `payload=<url-encoded JSON>`.
+pub fn form_encode(payload: &Value) -> String {
+    let mut out = String::from("payload=");
+    for b in payload.to_string().bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The block_actions fixture's request with `payload` as its body: form-encoded, base64 (as a
+/// Function URL passes form bodies), signed with `secret` at `timestamp`.
+pub fn signed_interaction(payload: &Value, secret: &str, timestamp: i64) -> LambdaFunctionUrlRequest {
+    let mut event = fixture("slack/block_actions_feedback");
+    let raw = form_encode(payload);
+    event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(raw.as_bytes()));
+    event["isBase64Encoded"] = Value::Bool(true);
+    event["headers"]["x-slack-request-timestamp"] = Value::String(timestamp.to_string());
+    event["headers"]["x-slack-signature"] =
+        Value::String(shared::slack::signature::sign(secret.as_bytes(), timestamp, raw.as_bytes()));
+    request(&event)
+}

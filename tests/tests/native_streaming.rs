@@ -121,6 +121,12 @@ async fn a_slow_turn_streams_natively_in_one_message_within_the_calls_of_the_edi
     assert!(sent.contains("laptop-migration.pdf") && !sent.ends_with(MORE_MARKER), "{sent}");
     let turn = stored_turn(&gw, channel).await;
     assert_eq!((turn.status, turn.reply_ts.as_deref()), (TurnStatus::Answered, Some(ts.as_str())));
+    // The stop puts Slack's feedback buttons under the streamed answer, as under a posted one.
+    let stop = &of(&all, "chat.stopStream")[0].0;
+    let buttons = stop.params["blocks"].as_array().and_then(|b| b.iter().find(|b| b["type"] == "context_actions"));
+    let buttons = buttons.unwrap_or_else(|| panic!("no feedback buttons under the stream: {:?}", stop.params));
+    assert_eq!(buttons["elements"][0]["type"], "feedback_buttons", "{buttons}");
+    assert!(buttons["block_id"].as_str().is_some_and(|id| id.ends_with(MENTION_TS)), "{buttons}");
 
     // The same turn the edited-message way, for the figures.
     let old = gateway("nativeslowold", NativeMode::Off).await;

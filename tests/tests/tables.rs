@@ -88,9 +88,11 @@ fn cells(table: &Value) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Checks the blocks of the answer: intro section, the table, the closing section with sources.
+/// Checks the blocks of the answer: intro section, the table, the closing section with sources,
+/// then the feedback buttons.
 fn assert_answer_blocks(blocks: &[Value]) {
-    assert_eq!(blocks.len(), 3, "{blocks:#?}");
+    assert_eq!(blocks.len(), 4, "{blocks:#?}");
+    assert_eq!(blocks[3]["type"], "context_actions", "the feedback buttons end the answer");
     assert_eq!(
         blocks[0],
         json!({ "type": "section", "text": { "type": "mrkdwn", "text": "Here is last week's cost per model:" } })

@@ -32,6 +32,12 @@ impl FeedbackStore for NoFeedback {
     async fn turn_for_reply(&self, _: &str, _: &str, _: &str) -> shared::Result<Option<TurnRecord>> {
         Ok(None)
     }
+    async fn turn(&self, _: &shared::domain::ThreadRef, _: &str) -> shared::Result<Option<TurnRecord>> {
+        Ok(None)
+    }
+    async fn has_feedback(&self, _: &TurnRecord, _: &FeedbackEntry) -> shared::Result<bool> {
+        Ok(false)
+    }
     async fn add_feedback(&self, _: &TurnRecord, _: &FeedbackEntry) -> shared::Result<bool> {
         Ok(false)
     }

@@ -9,11 +9,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use shared::aws::conversations::DynamoDbConversations;
 use shared::aws::firehose::FirehoseFeedback;
-use shared::domain::{FeedbackEntry, Sentiment};
-use shared::ports::TurnRecord;
+use shared::domain::{FeedbackEntry, Sentiment, ThreadRef};
+use shared::ports::{ConversationStore, TurnRecord};
 use tracing::{debug, info};
 
 use crate::work::ReactionWork;
+
+mod buttons;
+pub use buttons::{ButtonOutcome, BUTTON_NEGATIVE, BUTTON_POSITIVE};
 
 pub use crate::reactions::{base_reaction, FeedbackSettings, DEFAULT_NEGATIVE, DEFAULT_POSITIVE};
 
@@ -56,6 +59,10 @@ pub trait FeedbackStore: Send + Sync {
         channel_id: &str,
         reply_ts: &str,
     ) -> shared::Result<Option<TurnRecord>>;
+    /// The turn of the user's message `message_ts` in `thread`.
+    async fn turn(&self, thread: &ThreadRef, message_ts: &str) -> shared::Result<Option<TurnRecord>>;
+    /// Whether `entry` (its user and reaction) is recorded on `turn`.
+    async fn has_feedback(&self, turn: &TurnRecord, entry: &FeedbackEntry) -> shared::Result<bool>;
     /// Ok(false) when already recorded.
     async fn add_feedback(&self, turn: &TurnRecord, entry: &FeedbackEntry) -> shared::Result<bool>;
     /// Ok(false) when there was nothing to remove.
@@ -71,6 +78,12 @@ impl FeedbackStore for DynamoDbConversations {
         reply_ts: &str,
     ) -> shared::Result<Option<TurnRecord>> {
         DynamoDbConversations::turn_for_reply(self, team_id, channel_id, reply_ts).await
+    }
+    async fn turn(&self, thread: &ThreadRef, message_ts: &str) -> shared::Result<Option<TurnRecord>> {
+        ConversationStore::turn(self, thread, message_ts).await
+    }
+    async fn has_feedback(&self, turn: &TurnRecord, entry: &FeedbackEntry) -> shared::Result<bool> {
+        DynamoDbConversations::has_feedback(self, turn, entry).await
     }
     async fn add_feedback(&self, turn: &TurnRecord, entry: &FeedbackEntry) -> shared::Result<bool> {
         DynamoDbConversations::add_feedback(self, turn, entry).await
@@ -137,9 +150,7 @@ impl FeedbackRecorder {
         };
         // The event goes first: if storing then fails, the retry sends it again (same event_id)
         // rather than losing it.
-        if let Some(sink) = &self.sink {
-            sink.publish(&self.event(r, &turn, &entry)).await?;
-        }
+        self.publish(&turn, &entry, r.added, &r.item_ts).await?;
         let changed = if r.added {
             self.store.add_feedback(&turn, &entry).await?
         } else {
@@ -161,21 +172,36 @@ impl FeedbackRecorder {
         Ok(outcome)
     }
 
-    fn event(&self, r: &ReactionWork, turn: &TurnRecord, entry: &FeedbackEntry) -> FeedbackEvent {
+    /// Sends the feedback event of `entry` (added or removed) on the message `reply_ts`, when
+    /// there is a stream.
+    async fn publish(
+        &self,
+        turn: &TurnRecord,
+        entry: &FeedbackEntry,
+        added: bool,
+        reply_ts: &str,
+    ) -> shared::Result<()> {
+        match &self.sink {
+            Some(sink) => sink.publish(&self.event(turn, entry, added, reply_ts)).await,
+            None => Ok(()),
+        }
+    }
+
+    fn event(&self, turn: &TurnRecord, entry: &FeedbackEntry, added: bool, reply_ts: &str) -> FeedbackEvent {
         FeedbackEvent {
             timestamp: chrono::DateTime::from_timestamp_millis(entry.at_ms)
                 .unwrap_or_default()
                 .format("%Y-%m-%dT%H:%M:%S%.3fZ")
                 .to_string(),
-            event_id: r.event_id.clone(),
-            action: if r.added { "added" } else { "removed" }.to_string(),
+            event_id: entry.event_id.clone(),
+            action: if added { "added" } else { "removed" }.to_string(),
             sentiment: entry.sentiment,
             reaction: entry.reaction.clone(),
-            user_id: r.user_id.clone(),
+            user_id: entry.user_id.clone(),
             team_id: turn.thread.team_id.clone(),
             channel_id: turn.thread.channel_id.clone(),
             thread_id: turn.thread.thread_ts.clone(),
-            reply_ts: r.item_ts.clone(),
+            reply_ts: reply_ts.to_string(),
             turn_event_id: turn.event_id.clone(),
             outcome: turn.outcome.clone(),
             agent_id: self.agent_id.clone(),
@@ -189,7 +215,7 @@ impl FeedbackRecorder {
 mod tests {
     use std::sync::Mutex;
 
-    use shared::domain::{ThreadRef, TurnStatus};
+    use shared::domain::TurnStatus;
 
     use super::*;
 
@@ -217,6 +243,12 @@ mod tests {
                 pending_analytics: None,
                 pending_usage: None,
             }))
+        }
+        async fn turn(&self, _: &ThreadRef, _: &str) -> shared::Result<Option<TurnRecord>> {
+            Ok(None)
+        }
+        async fn has_feedback(&self, _: &TurnRecord, _: &FeedbackEntry) -> shared::Result<bool> {
+            Ok(false)
         }
         async fn add_feedback(&self, _: &TurnRecord, e: &FeedbackEntry) -> shared::Result<bool> {
             self.calls.lock().unwrap().push(format!("add {} {}", e.reaction, e.sentiment.as_str()));

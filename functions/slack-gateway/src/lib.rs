@@ -8,6 +8,7 @@ pub mod classify;
 pub mod feedback;
 pub mod home;
 pub mod ingress;
+pub mod interactive;
 pub mod reactions;
 pub mod status;
 pub mod stream;

@@ -15,6 +15,8 @@ pub enum WorkItem {
     AssistantThread(AssistantThreadWork),
     /// A user opened the app's Home tab: their own usage view is published.
     Home(HomeWork),
+    /// A press of an answer's feedback buttons (Slack interactivity).
+    FeedbackButton(crate::interactive::ButtonWork),
 }
 
 impl WorkItem {
@@ -25,6 +27,7 @@ impl WorkItem {
             WorkItem::Reaction(r) => &r.event_id,
             WorkItem::AssistantThread(t) => &t.event_id,
             WorkItem::Home(h) => &h.event_id,
+            WorkItem::FeedbackButton(b) => &b.event_id,
         }
     }
 
@@ -39,7 +42,7 @@ impl WorkItem {
             WorkItem::Home(h) => {
                 keys.push(format!("home#{}#{}#{}", h.team_id, h.user_id, h.received_at_ms.div_euclid(HOME_REFRESH_MS)))
             }
-            WorkItem::Reaction(_) | WorkItem::AssistantThread(_) => {}
+            WorkItem::Reaction(_) | WorkItem::AssistantThread(_) | WorkItem::FeedbackButton(_) => {}
         }
         keys
     }
@@ -56,6 +59,7 @@ impl WorkItem {
             WorkItem::AssistantThread(t) => t.thread().group_id(),
             // One group per user: a user's refreshes run one at a time, apart from any thread.
             WorkItem::Home(h) => format!("home:{}:{}", h.team_id, h.user_id),
+            WorkItem::FeedbackButton(b) => b.group().group_id(),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod agent;
 mod budget;
+mod buttons;
 mod config;
 mod finish;
 mod history;
@@ -31,6 +32,7 @@ use shared::telemetry::Metrics;
 use tracing::{error, info, warn};
 
 pub use budget::{BudgetVerdict, Budgets, BUDGET_NOTICE_SHARE};
+pub use buttons::{THANKS_NEGATIVE, THANKS_POSITIVE};
 pub use config::{AgentTarget, WorkerConfig, WorkerSettings};
 
 use crate::status::StatusIndicator;
@@ -143,6 +145,7 @@ impl Worker {
                 }
                 Ok(())
             }
+            WorkItem::FeedbackButton(b) => self.feedback_button(&b).await,
         }
     }
 

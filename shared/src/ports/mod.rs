@@ -371,6 +371,17 @@ pub trait ChatClient: Send + Sync {
         thread_ts: &str,
         limit: u32,
     ) -> std::result::Result<Vec<ThreadMessage>, ChatError>;
+    /// Shows `text` to `user` alone in the thread (`chat.postEphemeral`). Clients that cannot
+    /// post ephemeral messages fail.
+    async fn post_ephemeral(
+        &self,
+        _channel: &str,
+        _user: &str,
+        _thread_ts: &str,
+        _text: &str,
+    ) -> std::result::Result<(), ChatError> {
+        Err(ChatError { method: "chat.postEphemeral", error: "not_supported".into() })
+    }
     /// Who a user is (`users.info`, scope users:read): team, guest flags. Clients that cannot
     /// look users up fail, and the access check then refuses.
     async fn user_info(&self, _user: &str) -> std::result::Result<SlackUser, ChatError> {

@@ -100,6 +100,17 @@ impl Reply {
         }
     }
 
+    /// Appends a Block Kit block after the part's content (e.g. an answer's feedback buttons); a
+    /// text-only part gets its text as mrkdwn sections first, its `text` (the fallback) unchanged.
+    /// Left as it is when the block would pass Slack's limit of blocks per message.
+    pub fn push_block(&mut self, block: Value) {
+        let mut blocks = self.blocks.clone().unwrap_or_else(|| sections(&self.text));
+        if blocks.len() < MAX_BLOCKS {
+            blocks.push(block);
+            self.blocks = Some(blocks);
+        }
+    }
+
     /// A message part: with blocks when it holds the whole code block of a table that fits a
     /// `table` block (the first such table; any other stays a code block).
     fn from_part(text: String, tables: &[RenderedTable]) -> Reply {

@@ -1,5 +1,6 @@
 //! slack-ingress: verify, classify, dedupe, enqueue, and acknowledge well inside Slack's 3 s.
 
+mod interaction;
 mod wiring;
 
 use std::sync::Arc;
@@ -150,6 +151,9 @@ impl Ingress {
             return respond(401, reason);
         }
         let received_at_ms = chrono::Utc::now().timestamp_millis();
+        if interaction::is_interaction(&req.headers) {
+            return self.interaction(&raw, received_at_ms, retry_info(&req.headers), deadline).await;
+        }
         let body: Value = match serde_json::from_slice(&raw) {
             Ok(v) => v,
             Err(e) => {

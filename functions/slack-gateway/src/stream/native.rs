@@ -104,9 +104,10 @@ pub fn stream_markdown(answer: &str, sources: &[String], notice: Option<&str>) -
     out
 }
 
-/// Where the final message's blocks go under a streamed answer (feedback buttons): none yet.
-pub fn closing_blocks() -> Option<Vec<serde_json::Value>> {
-    None
+/// The blocks under a streamed answer when it stops: Slack's feedback buttons, as on every
+/// final answer (the press names the thread and the user's message, like a posted answer's).
+pub fn closing_blocks(thread_ts: &str, message_ts: &str) -> Option<Vec<serde_json::Value>> {
+    Some(vec![crate::interactive::feedback_block(thread_ts, message_ts)])
 }
 
 impl LiveReply {
@@ -205,7 +206,8 @@ impl LiveReply {
                 }
             }
             if landed {
-                let (blocks, end) = (closing_blocks(), StreamContent::markdown(last));
+                let blocks = closing_blocks(&self.thread.thread_ts, &self.message_ts);
+                let end = StreamContent::markdown(last);
                 match self.chat.stop_stream(channel, &stream.ts, &end, blocks.as_deref()).await {
                     Ok(()) => return Some(stream.ts),
                     Err(e) => warn!(error = %e, "could not stop the stream with the answer; replacing the message"),

@@ -55,7 +55,12 @@ impl Worker {
         let (parts, markdown) = match (&judged.turn, judged.outcome) {
             (Some(t), Outcome::Answered | Outcome::GuardrailBlocked) => {
                 let text = if t.text.trim().is_empty() { NO_ANSWER } else { &t.text };
-                (reply_parts(text, &t.sources, notice), Some(crate::stream::stream_markdown(text, &t.sources, notice)))
+                let mut parts = reply_parts(text, &t.sources, notice);
+                // Slack's feedback buttons end the answer: on its last message only.
+                if let Some(last) = parts.last_mut() {
+                    last.push_block(crate::interactive::feedback_block(&m.thread().thread_ts, &m.ts));
+                }
+                (parts, Some(crate::stream::stream_markdown(text, &t.sources, notice)))
             }
             _ => (vec![Reply::plain(APOLOGY)], None),
         };

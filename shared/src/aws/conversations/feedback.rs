@@ -46,6 +46,22 @@ impl DynamoDbConversations {
         self.feedback_transaction(turn, TransactWriteItem::builder().delete(delete).build(), entry.sentiment, -1).await
     }
 
+    /// Whether `entry` (its user and reaction) is recorded on `turn` (a consistent read).
+    pub async fn has_feedback(&self, turn: &TurnRecord, entry: &FeedbackEntry) -> Result<bool> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(thread_pk(&turn.thread)))
+            .key("sk", s(feedback_sk(&turn.message_ts, &entry.user_id, &entry.reaction)))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("dynamodb", "GetItem", e))?;
+        Ok(out.item.is_some())
+    }
+
     async fn feedback_transaction(
         &self,
         turn: &TurnRecord,

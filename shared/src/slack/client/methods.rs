@@ -341,6 +341,22 @@ impl ChatClient for SlackWebClient {
         self.call("views.publish", Payload::Json(body), true).await.map(|_| ())
     }
 
+    async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        thread_ts: &str,
+        text: &str,
+    ) -> std::result::Result<(), ChatError> {
+        let mut body = json!({ "channel": channel, "user": user, "text": text });
+        if !thread_ts.is_empty() {
+            body["thread_ts"] = json!(thread_ts);
+        }
+        // Not idempotent (a retry after a lost answer shows the note twice); a note, so one try
+        // at rate limits.
+        self.call_with("chat.postEphemeral", Payload::Json(body), false, false).await.map(|_| ())
+    }
+
     async fn user_info(&self, user: &str) -> std::result::Result<crate::ports::SlackUser, ChatError> {
         let query = [("user", user.to_string())];
         let answer = self.call("users.info", Payload::Query(&query), true).await?;

@@ -467,3 +467,29 @@ fn a_paragraph_appended_to_a_reply_goes_into_its_text_and_blocks() {
     plain.push_paragraph("_notice_");
     assert_eq!(plain, Reply::plain("text\n\n_notice_"));
 }
+
+#[test]
+fn a_pushed_block_follows_the_content_and_keeps_the_fallback_text() {
+    let buttons = json!({"type": "context_actions", "elements": []});
+    let mut plain = Reply::plain("Hello *world*");
+    plain.push_block(buttons.clone());
+    assert_eq!(plain.text, "Hello *world*");
+    let blocks = plain.blocks.as_ref().expect("blocks");
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[0], json!({"type": "section", "text": {"type": "mrkdwn", "text": "Hello *world*"}}));
+    assert_eq!(blocks[1], buttons);
+
+    let mut table = render_reply("Costs:\n\n| A | B |\n|---|---|\n| 1 | 2 |", &[]).remove(0);
+    let before = table.blocks.clone().expect("a table block");
+    table.push_block(buttons.clone());
+    let after = table.blocks.expect("blocks");
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!(after.last(), Some(&buttons));
+
+    // A long part becomes several sections, none over Slack's section limit.
+    let mut long = Reply::plain("word ".repeat(700).trim_end());
+    long.push_block(buttons);
+    let blocks = long.blocks.expect("blocks");
+    assert_eq!(blocks.len(), 3);
+    assert!(blocks[..2].iter().all(|b| b["text"]["text"].as_str().is_some_and(|t| t.chars().count() <= 3000)));
+}
