@@ -73,17 +73,10 @@ pub fn interaction_payload(event: &Value) -> Value {
     serde_json::from_str(&crate::fake_slack::percent_decode(field)).unwrap_or(Value::Null)
 }
 
-/// `payload` form-encoded as Slack sends interactive payloads: `payload=<url-encoded JSON>`.
+/// `payload` form-encoded as Slack sends interactive payloads: `payload=<url-encoded JSON>`
+/// (the gateway's own encoder, which its parser is property-tested against).
 pub fn form_encode(payload: &Value) -> String {
-    let mut out = String::from("payload=");
-    for b in payload.to_string().bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    slack_gateway::interactive::form_body(payload)
 }
 
 /// The block_actions fixture's request with `payload` as its body: form-encoded, base64 (as a
