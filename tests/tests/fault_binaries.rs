@@ -192,8 +192,10 @@ async fn slack_rate_limits_are_waited_out_and_the_user_sees_one_answer() {
     let slack = &emulators().slack;
     slack.fail_next("chat.postMessage", Some(&q.channel), SlackFault::RateLimited { retry_after_secs: 1 });
     slack.fail_next("chat.update", Some(&q.channel), SlackFault::RateLimited { retry_after_secs: 1 });
-    // An early message at once, so the answer is an edit of it (chat.update) too.
-    let worker = q.worker(&emulators().moto.endpoint(), &[("STREAM_DELAY_MS", "0")]);
+    // An early message at once, so the answer is an edit of it (chat.update) too: the
+    // edited-message path (a native stream has no chat.update to rate-limit).
+    let worker =
+        q.worker(&emulators().moto.endpoint(), &[("STREAM_DELAY_MS", "0"), ("SLACK_NATIVE_STREAMING", "false")]);
     let (deliveries, still_failing, worker) = q.work(worker).await;
     let output = worker.output();
     assert_eq!((deliveries, still_failing), (1, false), "{output}");
