@@ -5,6 +5,7 @@ pub mod aws;
 pub mod config;
 pub mod deadline;
 pub mod domain;
+pub mod encoding;
 pub mod error;
 pub mod http;
 pub mod ledger;

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shared::domain::{Sentiment, ThreadRef};
+use shared::encoding::{form_encode, percent_decode, Plus};
 
 use crate::classify::Decision;
 use crate::work::WorkItem;
@@ -91,43 +92,13 @@ pub fn form_payload(raw: &[u8]) -> Result<Value, &'static str> {
         .split(|b| *b == b'&')
         .find_map(|pair| pair.strip_prefix(b"payload="))
         .ok_or("form body has no payload field")?;
-    let text = String::from_utf8(percent_decode(field)).map_err(|_| "payload is not UTF-8")?;
+    let text = String::from_utf8(percent_decode(field, Plus::Space)).map_err(|_| "payload is not UTF-8")?;
     serde_json::from_str(&text).map_err(|_| "payload is not JSON")
 }
 
 /// The body Slack sends for `payload` (form encoding, as the tests and the bench send it).
 pub fn form_body(payload: &Value) -> String {
-    let mut out = String::from("payload=");
-    for b in payload.to_string().bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// Decodes `+` and `%XX`; a malformed escape is kept as it is.
-fn percent_decode(field: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        match field[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (field.get(i + 1).and_then(|b| hex(*b)), field.get(i + 2).and_then(|b| hex(*b))) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
+    format!("payload={}", form_encode(&payload.to_string()))
 }
 
 fn drift(event_type: &str, detail: &str) -> Decision {

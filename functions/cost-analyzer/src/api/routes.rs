@@ -139,24 +139,10 @@ pub fn match_route(method: &str, path: &str) -> Option<(&'static Route, HashMap<
     })
 }
 
-/// `%XX` (two hex digits) as the byte it names; anything else as is; invalid UTF-8 replaced.
+/// `%XX` (two hex digits) as the byte it names; anything else as is, `+` included (a path
+/// and this API's query values keep it); invalid UTF-8 replaced.
 pub(super) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        // Two hex digits exactly: from_str_radix alone would also take "+1" as 1.
-        if let [b'%', hi, lo, ..] = bytes[i..] {
-            if let (Some(hi), Some(lo)) = ((hi as char).to_digit(16), (lo as char).to_digit(16)) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    shared::encoding::percent_decode_str(s, shared::encoding::Plus::Literal)
 }
 
 /// A request's parameters (query and path), checked against the route.

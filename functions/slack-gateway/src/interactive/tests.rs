@@ -102,7 +102,7 @@ fn form_bodies_decode_as_slack_encodes_them() {
     assert!(form_payload(b"payload=%7B").is_err());
     assert!(form_payload(b"{\"type\":\"event_callback\"}").is_err());
     assert!(form_payload(b"payload=%FF%FE").is_err());
-    assert_eq!(percent_decode(b"%zz%4%"), b"%zz%4%");
+    assert_eq!(percent_decode(b"%zz%4%", Plus::Space), b"%zz%4%");
 }
 
 /// The payload Slack would send for `b` (the inverse of classification, for the round trip).
