@@ -186,13 +186,16 @@ impl Worker {
         let status = StatusIndicator::new(self.chat.clone(), self.settings.status.clone());
         let shown = status.show(m).await;
         // The thread's first turn names it in the app's history; later turns never rename it.
-        if previous.is_none()
+        // Beside the turn, not before it: the title is no reason to answer later.
+        let titled = previous.is_none()
             && m.assistant_thread
-            && self.settings.status.assistant != crate::status::AssistantMode::Off
-        {
-            crate::assistant::title_thread(self.chat.as_ref(), m, &self.metrics).await;
-        }
-        let ran = self.run(m, record, kept, previous.as_ref(), deadline, &live).await;
+            && self.settings.status.assistant != crate::status::AssistantMode::Off;
+        let title = async {
+            if titled {
+                crate::assistant::title_thread(self.chat.as_ref(), m, &self.metrics).await;
+            }
+        };
+        let ((), ran) = tokio::join!(title, self.run(m, record, kept, previous.as_ref(), deadline, &live));
         status.clear(m, shown).await;
         ran
     }
