@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use shared::domain::AgentBackend;
 
 use crate::function_process::{binary_path, FunctionProcess};
-use crate::harness::{emulators, AGENTCORE_MODEL_ID, AGENT_ALIAS_ID, AGENT_ID, HARNESS_ARN, RUNTIME_ARN};
+use crate::harness::{emulators, AGENT_ALIAS_ID, AGENT_ID};
 use crate::lambda_runtime_api::Outcome;
 use crate::resources::{drain_queue, GatewayResources, TEST_SIGNING_SECRET};
 use crate::slack_events::{body_of, fixture, with_body};
@@ -64,24 +64,12 @@ impl Default for Trip {
     }
 }
 
-/// The worker's env for `backend` beyond the Classic defaults of [`worker_env`].
+/// The worker's env naming the agent of `backend` as the template sets it (the local stack's
+/// [`LocalAgent`](crate::local_stack::LocalAgent)), AgentCore on the fake agent's endpoint too.
 pub fn backend_env(backend: AgentBackend) -> Vec<(String, String)> {
-    let agent = emulators().agent.endpoint();
-    match backend {
-        AgentBackend::Classic => Vec::new(),
-        AgentBackend::Harness => env(&[
-            ("AGENT_BACKEND", "harness"),
-            ("HARNESS_ARN", HARNESS_ARN),
-            ("HARNESS_MODEL_ID", AGENTCORE_MODEL_ID),
-            ("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", &agent),
-        ]),
-        AgentBackend::Runtime => env(&[
-            ("AGENT_BACKEND", "runtime"),
-            ("AGENT_RUNTIME_ARN", RUNTIME_ARN),
-            ("AGENT_RUNTIME_MODEL_ID", AGENTCORE_MODEL_ID),
-            ("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", &agent),
-        ]),
-    }
+    let mut out = crate::local_stack::LocalAgent::new(backend).worker_env();
+    out.extend(env(&[("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", &emulators().agent.endpoint())]));
+    out
 }
 
 /// [`round_trip`], with the text and the worker's deadline of `trip`.
@@ -99,11 +87,9 @@ pub async fn round_trip_with(profile: &str, prefix: &str, channel: &str, trip: &
     }
     let mut worker_env = worker_env(&emu.moto.endpoint(), &res);
     worker_env.extend(env(&[("USER_DAILY_BUDGET_USD", "5")]));
-    if trip.backend != AgentBackend::Classic {
-        // AGENT_ID / AGENT_ALIAS_ID default to the ARN's resource and the endpoint, as deployed.
-        worker_env.retain(|(k, _)| k != "AGENT_ID" && k != "AGENT_ALIAS_ID");
-        worker_env.extend(backend_env(trip.backend));
-    }
+    // On AgentCore, AGENT_ID / AGENT_ALIAS_ID default to the ARN's resource and the endpoint.
+    worker_env.retain(|(k, _)| k != "AGENT_ID" && k != "AGENT_ALIAS_ID");
+    worker_env.extend(backend_env(trip.backend));
     let worker = FunctionProcess::start(
         &binary("slack-worker", profile),
         &worker_env,
